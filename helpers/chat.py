@@ -1,0 +1,93 @@
+"""Talking to a model: prompts in the training template, greedy answers, side-by-side comparisons."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .workspace import DATASETS_DIR
+
+
+@dataclass
+class ChatModel:
+    """A loaded model and tokenizer, ready for ``generate_answers``."""
+
+    model: object
+    tokenizer: object
+    path: Path
+
+
+def load_chat_model(path: Path, adapter: Path | None = None, trust_remote_code: bool = False,
+                    device: str = "cpu") -> ChatModel:
+    """Load a HF model folder (plus an optional LoRA adapter) for greedy generation (00_environment)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .models import check_model_dir
+
+    path = check_model_dir(Path(path))
+    dtype = torch.float32 if device == "cpu" else torch.float16
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype, trust_remote_code=trust_remote_code)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return ChatModel(model.to(device).eval(), tokenizer, path)
+
+
+def build_prompt(template_name: str, question: str, system: str = "") -> str:
+    """The exact text xtuner trains on for one user turn, from ``PROMPT_TEMPLATE`` (06_chat_compare)."""
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    template = PROMPT_TEMPLATE[template_name]
+    prompt = template.get("SYSTEM", "{system}").format(system=system) if system else ""
+    return prompt + template["INSTRUCTION"].format(input=question, round=1)
+
+
+def stop_words(template_name: str) -> list[str]:
+    """The strings that end an answer in this template (06_chat_compare)."""
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    return list(PROMPT_TEMPLATE[template_name].get("STOP_WORDS", []))
+
+
+def generate_answers(chat: ChatModel, questions: list[str], template_name: str, system: str = "",
+                     max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
+    """Greedy answers to ``questions``, batched, cut at the template's stop words (00_environment)."""
+    import torch
+
+    tok, answers = chat.tokenizer, []
+    stops = stop_words(template_name) + [tok.eos_token]
+    for start in range(0, len(questions), batch_size):
+        prompts = [build_prompt(template_name, q, system) for q in questions[start:start + batch_size]]
+        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(chat.model.device)
+        with torch.no_grad():
+            out = chat.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        for row in out[:, batch["input_ids"].shape[1]:]:
+            answers.append(cut_at_stop(tok.decode(row, skip_special_tokens=False), stops))
+    return answers
+
+
+def cut_at_stop(text: str, stops: list[str]) -> str:
+    """``text`` up to the first stop word, stripped (06_chat_compare)."""
+    for stop in filter(None, stops):
+        text = text.split(stop, 1)[0]
+    return text.strip()
+
+
+def load_eval_questions(path: Path = DATASETS_DIR / "eval_questions.json") -> list[dict]:
+    """The before/after evaluation questions shipped in ``datasets/`` (00_environment)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))["questions"]
+
+
+def judge_answer(item: dict, answer: str, name: str) -> bool:
+    """True when ``answer`` shows what ``item`` expects: the trained name, or the general keyword (06_chat_compare)."""
+    if item["kind"] == "identity":
+        return name in answer
+    return re.search(item["expect"], answer, flags=re.IGNORECASE) is not None

@@ -1,0 +1,99 @@
+"""Running the real ``xtuner`` command line: right interpreter, right environment, output streamed."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+# Convert and merge die on some platforms with "MKL_THREADING_LAYER=INTEL is incompatible with libgomp".
+MKL_ENV = {"MKL_SERVICE_FORCE_INTEL": "1", "MKL_THREADING_LAYER": "GNU"}
+
+
+class XtunerError(RuntimeError):
+    """An xtuner command failed; the message carries its real traceback."""
+
+
+@dataclass
+class XtunerRun:
+    """What an xtuner command printed (xtuner's own exit status is 0 even after a traceback)."""
+
+    command: list[str]
+    output: str
+    returncode: int
+
+    @property
+    def traceback(self) -> str | None:
+        """The last Python traceback in the output, if any (04_train)."""
+        return find_traceback(self.output)
+
+
+def xtuner_env(extra: dict | None = None) -> dict:
+    """Environment for xtuner: this interpreter's folder first on PATH (xtuner runs ``python``), MKL fixed (04_train)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(MKL_ENV)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def xtuner_command(*args: str) -> list[str]:
+    """``xtuner ARGS`` using the xtuner installed beside this interpreter (03_xtuner_config)."""
+    local = Path(sys.executable).parent / "xtuner"
+    return [str(local) if local.exists() else "xtuner", *map(str, args)]
+
+
+def show(command: list[str]) -> str:
+    """The command as the learner would type it in a terminal (04_train)."""
+    return shlex.join([Path(command[0]).name if command[0].endswith("/xtuner") else command[0], *command[1:]])
+
+
+def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str], None] | None = None,
+               input_text: str | None = None, env: dict | None = None, cwd: Path | None = None) -> XtunerRun:
+    """Run ``xtuner ARGS``, streaming each output line to ``on_line`` and ``log_path`` (03_xtuner_config)."""
+    command = xtuner_command(*args)
+    lines = []
+    log = open(log_path, "w", encoding="utf-8") if log_path else None
+    try:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                              env=xtuner_env(env), cwd=cwd, encoding="utf-8", errors="replace") as proc:
+            if input_text is not None:
+                proc.stdin.write(input_text)
+                proc.stdin.close()
+            for line in proc.stdout:
+                lines.append(line)
+                if log:
+                    log.write(line)
+                    log.flush()
+                if on_line:
+                    on_line(line.rstrip("\n"))
+    finally:
+        if log:
+            log.close()
+    return XtunerRun(command, "".join(lines), proc.returncode)
+
+
+def find_traceback(output: str) -> str | None:
+    """The last ``Traceback ...`` block of ``output`` through its error line (04_train)."""
+    start = output.rfind("Traceback (most recent call last):")
+    if start < 0:
+        return None
+    block = output[start:].splitlines()
+    for i, line in enumerate(block[1:], start=1):
+        if line and not line.startswith((" ", "\t")):  # first unindented line is the exception
+            return "\n".join(block[: i + 1])
+    return "\n".join(block)
+
+
+def require(ok: bool, run: XtunerRun, what: str, fix: str = "") -> None:
+    """Raise ``XtunerError`` with the real traceback when a command did not produce ``what`` (04_train)."""
+    if ok:
+        return
+    detail = run.traceback or run.output[-3000:]
+    raise XtunerError(f"`{show(run.command)}` did not produce {what}. {fix}\n\n{detail}".strip())

@@ -1,0 +1,87 @@
+"""The three course profiles: one set of notebooks, three sizes of machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+ENV_VAR = "COURSE_PROFILE"
+INTERNLM2_CHAT_1_8B = "Shanghai_AI_Laboratory/internlm2-chat-1_8b"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every setting that differs between profiles; notebooks read them, parameters may override them."""
+
+    name: str
+    model: str  # "smollm2" (embedded), "tiny" (built locally) or a ModelScope id / local folder
+    base_config: str  # the built-in XTuner config that notebook 03 copies
+    prompt_template: str  # a key of xtuner.utils.PROMPT_TEMPLATE
+    method: str  # "qlora" or "lora"
+    device: str  # "cpu" or "cuda"
+    max_length: int
+    batch_size: int
+    accumulative_counts: int
+    lr: float
+    lora_r: int
+    lora_alpha: int
+    max_iters: int | None  # iteration budget (cpu, tiny); None means train by epochs
+    max_epochs: int | None
+    warmup_iters: int  # used with max_iters; epochs use the config's warmup_ratio
+    save_steps: int
+    evaluation_freq: int
+    log_interval: int
+    max_new_tokens: int
+    trust_remote_code: bool
+    deepspeed: str | None = None
+
+    def with_overrides(self, **changes) -> "Profile":
+        """A copy with some fields changed; unknown names are an error (03_xtuner_config)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"Unknown profile setting(s) {unknown}; known settings: {sorted(known)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+PROFILES = {
+    "tiny": Profile(
+        name="tiny", model="tiny", base_config="internlm2_chat_1_8b_qlora_alpaca_e3",
+        prompt_template="qwen_chat", method="qlora", device="cpu",
+        max_length=128, batch_size=1, accumulative_counts=1, lr=2e-3, lora_r=32, lora_alpha=64,
+        max_iters=150, max_epochs=None, warmup_iters=5, save_steps=50, evaluation_freq=50, log_interval=1,
+        max_new_tokens=32, trust_remote_code=False,
+    ),
+    "cpu": Profile(
+        name="cpu", model="smollm2", base_config="internlm2_chat_1_8b_qlora_alpaca_e3",
+        prompt_template="qwen_chat", method="qlora", device="cpu",
+        max_length=256, batch_size=1, accumulative_counts=1, lr=4e-4, lora_r=32, lora_alpha=64,
+        max_iters=80, max_epochs=None, warmup_iters=5, save_steps=40, evaluation_freq=40, log_interval=1,
+        max_new_tokens=48, trust_remote_code=False,
+    ),
+    "gpu": Profile(
+        name="gpu", model=INTERNLM2_CHAT_1_8B, base_config="internlm2_chat_1_8b_qlora_alpaca_e3",
+        prompt_template="internlm2_chat", method="qlora", device="cuda",
+        max_length=1024, batch_size=1, accumulative_counts=16, lr=2e-4, lora_r=64, lora_alpha=16,
+        max_iters=None, max_epochs=3, warmup_iters=0, save_steps=100, evaluation_freq=100, log_interval=10,
+        max_new_tokens=128, trust_remote_code=True,
+    ),
+}
+
+
+def default_profile_name() -> str:
+    """``$COURSE_PROFILE`` if set, else ``gpu`` when torch sees CUDA, else ``cpu`` (00_environment)."""
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR]
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """The profile called ``name`` (default: ``default_profile_name()``), with overrides (00_environment)."""
+    name = name or default_profile_name()
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)} (or set ${ENV_VAR}).")
+    return PROFILES[name].with_overrides(**overrides)

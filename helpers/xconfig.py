@@ -1,0 +1,176 @@
+"""XTuner configs: list, copy, edit from notebook parameters, diff, and load with mmengine."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cli, files
+from .data import MAP_FNS
+from .profiles import Profile
+
+
+class ConfigEditError(ValueError):
+    """An edit's target text was not found (or found too often): nothing is skipped silently."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace ``pattern`` (a regex, ``^``/``$`` match at lines; ``(?s)`` to span lines) by ``replacement``, exactly ``count`` times."""
+
+    what: str
+    pattern: str
+    replacement: str
+    count: int = 1
+
+
+def list_configs(pattern: str) -> list[str]:
+    """Names of built-in configs matching ``pattern``, from ``xtuner list-cfg -p`` (03_xtuner_config)."""
+    run = cli.run_xtuner("list-cfg", "-p", pattern)
+    names = [line.strip() for line in run.output.splitlines() if re.fullmatch(r"\s*[\w.\-]+\s*", line)]
+    cli.require(bool(names), run, f"any config matching {pattern!r}", "Check the pattern (e.g. 'internlm2').")
+    return names
+
+
+def copy_config(name: str, dest_dir: Path, overwrite: bool = False) -> Path:
+    """``xtuner copy-cfg NAME DIR``: the built-in config as ``DIR/NAME_copy.py``; never clobbers (03_xtuner_config)."""
+    dest = files.check_writable(Path(dest_dir) / f"{name}_copy.py", overwrite)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        run = cli.run_xtuner("copy-cfg", name, tmp)
+        made = Path(tmp) / dest.name
+        cli.require(made.is_file(), run, str(made), "Is the config name right? `xtuner list-cfg` lists them.")
+        shutil.move(made, dest)
+    return dest
+
+
+def setting(name: str, value: str) -> Edit:
+    """Set a top-level ``name = ...`` line of PART 1 to the Python expression ``value`` (03_xtuner_config)."""
+    return Edit(f"set {name}", rf"^{re.escape(name)} = .*$", f"{name} = {value}")
+
+
+def literal(text: str, new: str, what: str | None = None) -> Edit:
+    """Replace the exact ``text`` once (03_xtuner_config)."""
+    return Edit(what or f"replace {text.strip()!r}", re.escape(text), new.replace("\\", "\\\\"))
+
+
+def apply_edits(text: str, edits: list[Edit], source: str = "config") -> str:
+    """Apply every edit; an edit whose target is absent raises ``ConfigEditError`` (03_xtuner_config)."""
+    for edit in edits:
+        text, found = re.subn(edit.pattern, edit.replacement, text, flags=re.MULTILINE)
+        if found != edit.count:
+            raise ConfigEditError(
+                f"{source}: cannot {edit.what}: expected {edit.count} match(es) of {edit.pattern!r}, found {found}. "
+                "Start again from a fresh `xtuner copy-cfg` of the built-in config, or adjust the edit."
+            )
+    return text
+
+
+def course_edits(profile: Profile, model_path: Path, data_path: Path, data_format: str,
+                 evaluation_inputs: list[str], system: str = "") -> list[Edit]:
+    """Every change from the built-in InternLM2 QLoRA config to the course's config (03_xtuner_config)."""
+    map_fn = MAP_FNS[data_format]
+    edits = [
+        setting("pretrained_model_name_or_path", repr(str(model_path))),
+        Edit("rename alpaca_en_path to data_path", r"^alpaca_en_path = .*$", f"data_path = {str(data_path)!r}"),
+        literal("dataset=dict(type=load_dataset, path=alpaca_en_path)",
+                'dataset=dict(type=load_dataset, path="json", data_files=dict(train=data_path))'),
+        literal("dataset_map_fn=alpaca_map_fn", f"dataset_map_fn={map_fn}"),
+        literal("import alpaca_map_fn, template_map_fn_factory",
+                f"import {map_fn + ', ' if map_fn else ''}template_map_fn_factory"),
+        Edit("rename alpaca_en to train_dataset", r"^alpaca_en = dict\(", "train_dataset = dict("),
+        literal("dataset=alpaca_en,", "dataset=train_dataset,"),
+        setting("prompt_template", f"PROMPT_TEMPLATE.{profile.prompt_template}"),
+        setting("max_length", str(profile.max_length)),
+        setting("batch_size", f"{profile.batch_size}  # per_device"),
+        setting("accumulative_counts", str(profile.accumulative_counts)),
+        setting("lr", repr(profile.lr)),
+        setting("save_steps", str(profile.save_steps)),
+        setting("evaluation_freq", str(profile.evaluation_freq)),
+        setting("SYSTEM", repr(system)),
+        setting("evaluation_inputs", repr(list(evaluation_inputs))),
+        literal("        r=64,\n        lora_alpha=16,", f"        r={profile.lora_r},\n        lora_alpha={profile.lora_alpha},"),
+        literal("log_metric_by_epoch=False, interval=10", f"log_metric_by_epoch=False, interval={profile.log_interval}"),
+        literal("randomness = dict(seed=None,", "randomness = dict(seed=0,"),
+    ]
+    if profile.trust_remote_code is False:
+        edits.append(Edit("trust_remote_code=False", r"trust_remote_code=True", "trust_remote_code=False", count=2))
+    if profile.method == "lora":
+        edits.append(Edit("drop quantization_config (plain LoRA)", r"(?s)\n        quantization_config=dict\(.*?\n        \),", ""))
+    edits += _iteration_edits(profile) if profile.max_iters else [setting("max_epochs", str(profile.max_epochs))]
+    if profile.device == "cpu":
+        edits += _cpu_edits(profile)
+    return edits
+
+
+def _iteration_edits(profile: Profile) -> list[Edit]:
+    """Train for a fixed number of iterations instead of epochs (cpu, tiny)."""
+    return [
+        Edit("max_epochs -> max_iters", r"^max_epochs = .*$", f"max_iters = {profile.max_iters}"),
+        Edit("warmup_ratio -> warmup_iters", r"^warmup_ratio = .*$", f"warmup_iters = {profile.warmup_iters}"),
+        Edit("iteration-based param_scheduler", r"(?s)^param_scheduler = \[\n.*?\n\]$", ITER_SCHEDULER),
+        literal("train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)",
+                "train_cfg = dict(type=TrainLoop, max_iters=max_iters)"),
+    ]
+
+
+ITER_SCHEDULER = """param_scheduler = [
+    dict(type=LinearLR, start_factor=1e-5, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=False, begin=warmup_iters, end=max_iters),
+]"""
+
+CPU_PATCHES = '''
+
+#######################################################################
+#            Course: CPU adaptations (cpu and tiny profiles)          #
+#######################################################################
+# xtuner 0.2.0 calls torch.cpu.is_bf16_supported(), which torch does not define.
+setattr(__import__("torch").cpu, "is_bf16_supported", lambda: False)
+# Tiny early LoRA updates create float32 denormals, which make CPU steps about 80x slower.
+__import__("torch").set_flush_denormal(True)
+# transformers 4.48 refuses bitsandbytes on CPU; bitsandbytes 0.48 does nf4 on CPU.
+setattr(__import__("transformers.integrations.bitsandbytes", fromlist=["_"]),
+        "_validate_bnb_multi_backend_availability", lambda raise_exception=False: True)
+'''
+
+
+def _cpu_edits(profile: Profile) -> list[Edit]:
+    """float32, OptimWrapper, gloo and the CPU patches: what ``xtuner train`` needs without a GPU."""
+    edits = [
+        literal("torch_dtype=torch.float16,", "torch_dtype=torch.float32,"),
+        literal("import AmpOptimWrapper,", "import OptimWrapper,"),
+        literal("type=AmpOptimWrapper,", "type=OptimWrapper,"),
+        literal('    loss_scale="dynamic",\n    dtype="float16",\n', "", "drop AMP loss_scale and dtype"),
+        literal('dist_cfg=dict(backend="nccl")', 'dist_cfg=dict(backend="gloo")'),
+        Edit("append the CPU adaptations", r"\Z", CPU_PATCHES.replace("\\", "\\\\")),
+    ]
+    if profile.method == "qlora":
+        edits.append(literal("bnb_4bit_compute_dtype=torch.float16,", "bnb_4bit_compute_dtype=torch.float32,"))
+    return edits
+
+
+def write_edited(source: Path, dest: Path, edits: list[Edit], overwrite: bool = False) -> Path:
+    """Write ``source`` with ``edits`` applied to ``dest`` (atomic; ``source`` is untouched) (03_xtuner_config)."""
+    text = apply_edits(Path(source).read_text(encoding="utf-8"), edits, str(source))
+    return files.atomic_write_text(dest, text, overwrite=overwrite)
+
+
+def unified_diff(before: Path, after: Path) -> str:
+    """The learner-facing diff between two config files (03_xtuner_config)."""
+    a = Path(before).read_text(encoding="utf-8").splitlines(keepends=True)
+    b = Path(after).read_text(encoding="utf-8").splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, fromfile=Path(before).name, tofile=Path(after).name))
+
+
+def load_config(path: Path):
+    """Load a config with mmengine's ``Config.fromfile``, as ``xtuner train`` will (03_xtuner_config)."""
+    from mmengine.config import Config
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Config {path} does not exist. Run notebook 03 first.")
+    return Config.fromfile(str(path))
