@@ -91,3 +91,25 @@ def judge_answer(item: dict, answer: str, name: str) -> bool:
     if item["kind"] == "identity":
         return name in answer
     return re.search(item["expect"], answer, flags=re.IGNORECASE) is not None
+
+
+XTUNER_PROMPT = ">>> "
+
+
+def xtuner_chat(model_dir: Path, template_name: str, questions: list[str], max_new_tokens: int = 64,
+                system: str | None = None, torch_dtype: str = "fp32") -> list[str]:
+    """Ask ``xtuner chat`` the questions non-interactively (piped input, greedy) and return its answers (06_chat_compare)."""
+    from . import cli
+
+    args = ["chat", str(model_dir), "--prompt-template", template_name, "--no-streamer", "--temperature", "0",
+            "--max-new-tokens", str(max_new_tokens), "--torch-dtype", torch_dtype]
+    if system:
+        args += ["--system", system]
+    if any("\n" in q for q in questions):
+        raise ValueError("xtuner chat ends a question at an empty line; pass one-line questions.")
+    run = cli.run_xtuner(*args, input_text="".join(f"{q}\n\n" for q in questions) + "EXIT\n\n",
+                         env={"PYTHONWARNINGS": "ignore"})  # warnings would interleave with the answers
+    parts = run.output.split(XTUNER_PROMPT)[1:len(questions) + 1]
+    answers = [cut_at_stop(p.split("double enter to end input")[0], stop_words(template_name)) for p in parts]
+    cli.require(len(answers) == len(questions) and "Log: Exit!" in run.output, run, "an answer to every question")
+    return answers

@@ -49,7 +49,7 @@ PROFILES = {
     "tiny": Profile(
         name="tiny", model="tiny", base_config="internlm2_chat_1_8b_qlora_alpaca_e3",
         prompt_template="qwen_chat", method="qlora", device="cpu",
-        max_length=128, batch_size=1, accumulative_counts=1, lr=2e-3, lora_r=32, lora_alpha=64,
+        max_length=256, batch_size=1, accumulative_counts=1, lr=2e-3, lora_r=32, lora_alpha=64,
         max_iters=150, max_epochs=None, warmup_iters=5, save_steps=50, evaluation_freq=50, log_interval=1,
         max_new_tokens=32, trust_remote_code=False,
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,30 @@ class Workspace:
         for name in LAYOUT:
             (self.root / name).mkdir(parents=True, exist_ok=True)
         return self
+
+    @property
+    def state_file(self) -> Path:
+        """``course_state.json``: what earlier notebooks chose (profile, base model, data, config...)."""
+        return self.root / "course_state.json"
+
+    def read_state(self) -> dict:
+        """Everything earlier notebooks recorded (00_environment)."""
+        return json.loads(self.state_file.read_text(encoding="utf-8")) if self.state_file.is_file() else {}
+
+    def update_state(self, **values) -> dict:
+        """Record ``values`` for the later notebooks (paths are stored as strings) (00_environment)."""
+        from .files import atomic_write_text
+
+        state = self.read_state() | {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+        atomic_write_text(self.state_file, json.dumps(state, ensure_ascii=False, indent=2) + "\n", overwrite=True)
+        return state
+
+    def recall(self, key: str, notebook: str):
+        """A value an earlier notebook recorded; a clear error names the notebook to run first (03_xtuner_config)."""
+        state = self.read_state()
+        if key not in state:
+            raise LookupError(f"{self.state_file} has no {key!r} yet: run notebook {notebook} first (same working folder).")
+        return state[key]
 
     def describe(self) -> list[tuple[str, str]]:
         """Rows of (folder, what goes there) for the learner (00_environment)."""

@@ -174,3 +174,13 @@ def load_config(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"Config {path} does not exist. Run notebook 03 first.")
     return Config.fromfile(str(path))
+
+
+def check_config_data(cfg) -> str:
+    """Validate the config's training file against its ``dataset_map_fn`` before training; returns the format (03_xtuner_config)."""
+    from .data import validate_file
+
+    dataset = cfg.train_dataloader.dataset
+    map_fn = dataset.dataset_map_fn
+    name = None if map_fn is None else getattr(map_fn, "__name__", str(map_fn))
+    return validate_file(Path(dataset.dataset.data_files["train"]), name)

@@ -1,0 +1,69 @@
+"""After training: ``xtuner convert pth_to_hf`` and ``xtuner convert merge``, checked and verified."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import cli, files
+
+
+class DiskSpaceError(OSError):
+    """Raised before a conversion that would not fit on the disk."""
+
+
+def check_free_disk(target: Path, needed_gb: float, what: str) -> None:
+    """Fail before writing ``needed_gb`` if the disk holding ``target`` has less free (05_convert_merge)."""
+    free = files.free_disk_gb(target)
+    if free < needed_gb:
+        raise DiskSpaceError(
+            f"{what} needs about {needed_gb:.1f} GB but only {free:.1f} GB is free at {target}. "
+            "Delete old work_dirs/merged folders, or use a bigger data disk (on AutoDL: /root/autodl-tmp)."
+        )
+
+
+def _convert_into(out_dir: Path, overwrite: bool, args_for, expect: str, what: str) -> Path:
+    """Run a converter into a temporary folder beside ``out_dir`` and move it into place when it produced ``expect``."""
+    out_dir = files.check_writable(Path(out_dir), overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        run = cli.run_xtuner(*args_for(tmp))
+        cli.require(any(tmp.glob(expect)), run, f"{what} ({expect} in {out_dir})")
+        return files.replace_dir(tmp, out_dir, overwrite=overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pth_to_hf(config: Path, checkpoint: Path, out_dir: Path, overwrite: bool = False) -> Path:
+    """``xtuner convert pth_to_hf CONFIG CKPT OUT``: the LoRA adapter in Hugging Face format (05_convert_merge)."""
+    if not Path(checkpoint).exists():
+        raise FileNotFoundError(f"Checkpoint {checkpoint} does not exist. Run notebook 04 first.")
+    check_free_disk(Path(out_dir).parent, files.dir_size_gb(checkpoint) + 0.1, "pth_to_hf")
+    return _convert_into(out_dir, overwrite, lambda tmp: ["convert", "pth_to_hf", str(config), str(checkpoint), str(tmp)],
+                         "adapter_config.json", "a LoRA adapter")
+
+
+def merge(base_model: Path, adapter: Path, out_dir: Path, device: str = "cpu", overwrite: bool = False) -> Path:
+    """``xtuner convert merge BASE ADAPTER OUT``: a standalone fp16 model with the adapter merged in (05_convert_merge)."""
+    for path, what in ((base_model, "base model"), (adapter, "adapter")):
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"The {what} folder {path} does not exist. Run the earlier steps first.")
+    check_free_disk(Path(out_dir).parent, files.dir_size_gb(base_model) * 1.1 + 0.1, "merge")
+    args = lambda tmp: ["convert", "merge", str(base_model), str(adapter), str(tmp), "--max-shard-size", "2GB",
+                        "--safe-serialization", "--device", device]
+    return _convert_into(out_dir, overwrite, args, "*.safetensors", "merged weights")
+
+
+def verify_merge(base_model: Path, adapter: Path, merged: Path, questions: list[str], template: str,
+                 max_new_tokens: int = 32, trust_remote_code: bool = False) -> list[dict]:
+    """Greedy answers of base+adapter and of the merged model, side by side, with ``same`` (05_convert_merge)."""
+    from . import chat
+
+    with_adapter = chat.load_chat_model(base_model, adapter=adapter, trust_remote_code=trust_remote_code)
+    a = chat.generate_answers(with_adapter, questions, template, max_new_tokens=max_new_tokens)
+    del with_adapter
+    merged_model = chat.load_chat_model(merged, trust_remote_code=trust_remote_code)
+    b = chat.generate_answers(merged_model, questions, template, max_new_tokens=max_new_tokens)
+    return [{"question": q, "base+adapter": x, "merged": y, "same": x == y} for q, x, y in zip(questions, a, b)]
