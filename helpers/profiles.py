@@ -18,7 +18,7 @@ class Profile:
     model: str  # "smollm2" (embedded), "tiny" (built locally) or a ModelScope id / local folder
     base_config: str  # the built-in XTuner config that notebook 03 copies
     prompt_template: str  # a key of xtuner.utils.PROMPT_TEMPLATE
-    method: str  # "qlora" or "lora"
+    method: str  # "qlora" (4-bit base + LoRA) or "lora"; cpu uses lora: nf4 generation on CPU is ~8x slower
     device: str  # "cpu" or "cuda"
     max_length: int
     batch_size: int
@@ -55,9 +55,9 @@ PROFILES = {
     ),
     "cpu": Profile(
         name="cpu", model="smollm2", base_config="internlm2_chat_1_8b_qlora_alpaca_e3",
-        prompt_template="qwen_chat", method="qlora", device="cpu",
+        prompt_template="qwen_chat", method="lora", device="cpu",
         max_length=256, batch_size=1, accumulative_counts=1, lr=4e-4, lora_r=32, lora_alpha=64,
-        max_iters=80, max_epochs=None, warmup_iters=5, save_steps=40, evaluation_freq=40, log_interval=1,
+        max_iters=60, max_epochs=None, warmup_iters=5, save_steps=30, evaluation_freq=30, log_interval=1,
         max_new_tokens=48, trust_remote_code=False,
     ),
     "gpu": Profile(

@@ -96,6 +96,9 @@ def course_edits(profile: Profile, model_path: Path, data_path: Path, data_forma
         literal("        r=64,\n        lora_alpha=16,", f"        r={profile.lora_r},\n        lora_alpha={profile.lora_alpha},"),
         literal("log_metric_by_epoch=False, interval=10", f"log_metric_by_epoch=False, interval={profile.log_interval}"),
         literal("randomness = dict(seed=None,", "randomness = dict(seed=0,"),
+        literal("        prompt_template=prompt_template,\n    ),\n]",
+                f"        prompt_template=prompt_template,\n        max_new_tokens={profile.max_new_tokens},\n    ),\n]",
+                "limit the evaluation hook's answers to max_new_tokens"),
     ]
     if profile.trust_remote_code is False:
         edits.append(Edit("trust_remote_code=False", r"trust_remote_code=True", "trust_remote_code=False", count=2))

@@ -1,0 +1,105 @@
+"""Run the whole course: every notebook in order with papermill, executed copies and a report in the working folder.
+
+Usage: python -m helpers.course [--profile cpu] [--workdir DIR] [--set max_iters=20] [--only 00,01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from . import files
+from .workspace import NOTEBOOKS_DIR, get_workspace
+
+
+def notebook_paths() -> list[Path]:
+    """The course notebooks in the order a learner runs them (``NN_slug.ipynb``)."""
+    return sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: dict) -> float:
+    """Execute one notebook with papermill (only the parameters it declares); returns seconds."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(path))
+    start = time.time()
+    papermill.execute_notebook(str(path), str(out_dir / path.name), kernel_name="python3", cwd=str(path.parent),
+                               parameters={k: v for k, v in parameters.items() if k in declared},
+                               progress_bar=False)
+    return time.time() - start
+
+
+def run_course(profile: str = "cpu", workdir: str | None = None, overrides: dict | None = None,
+               only: list[str] | None = None) -> Path:
+    """Run the notebooks (all, or those whose number is in ``only``) and write ``reports/course_report.md``."""
+    ws = get_workspace(workdir)
+    out_dir = ws.reports / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {"profile_name": profile, "workdir": str(ws.root), **(overrides or {})}
+    timings = []
+    for path in notebook_paths():
+        if only and path.name[:2] not in only:
+            continue
+        print(f"== {path.name} ...", flush=True)
+        seconds = run_notebook(path, out_dir, parameters)
+        timings.append({"notebook": path.name, "seconds": round(seconds, 1)})
+        print(f"   done in {seconds:.0f} s", flush=True)
+    report = files.atomic_write_text(ws.reports / "course_report.md", render_report(ws.root, profile, timings),
+                                     overwrite=True)
+    print(report.read_text(encoding="utf-8"))
+    return report
+
+
+def render_report(root: Path, profile: str, timings: list[dict]) -> str:
+    """The short course report: time per notebook, training summary, before/after answers."""
+    reports = Path(root) / "reports"
+    lines = [f"# Course report ({profile} profile)", "", f"Working folder: `{root}`", "",
+             md_table(timings + [{"notebook": "total", "seconds": round(sum(t["seconds"] for t in timings), 1)}])]
+    training = reports / "training_summary.json"
+    if training.is_file():
+        lines += ["", "## Training", "", md_table([json.loads(training.read_text())])]
+    comparison = reports / "comparison.json"
+    if comparison.is_file():
+        rows = json.loads(comparison.read_text(encoding="utf-8"))
+        keep = ("kind", "question", "before", "after", "after_ok")
+        lines += ["", "## Before and after fine-tuning", "", md_table([{k: r[k] for k in keep} for r in rows])]
+    return "\n".join(lines) + "\n"
+
+
+def md_table(rows: list[dict]) -> str:
+    """A Markdown table of ``rows`` (newlines and pipes escaped)."""
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return "\n".join(out + ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows])
+
+
+def _parse_set(items: list[str]) -> dict:
+    values = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the xtuner-course notebooks in order.")
+    parser.add_argument("--profile", default="cpu", choices=["tiny", "cpu", "gpu"])
+    parser.add_argument("--workdir", default=None, help="working folder (default: $COURSE_WORKDIR or ./workspace)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="notebook parameter")
+    parser.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,01")
+    args = parser.parse_args(argv)
+    run_course(args.profile, args.workdir, _parse_set(args.set), args.only.split(",") if args.only else None)
+
+
+if __name__ == "__main__":
+    main()

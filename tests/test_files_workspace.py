@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from helpers import files, workspace
+
+
+def test_atomic_write_refuses_to_clobber(tmp_path):
+    target = tmp_path / "out.txt"
+    files.atomic_write_text(target, "mine")
+    with pytest.raises(files.OutputExistsError, match="overwrite=True"):
+        files.atomic_write_text(target, "theirs")
+    assert target.read_text() == "mine"
+    files.atomic_write_text(target, "new", overwrite=True)
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left behind
+
+
+def test_replace_dir_refuses_to_clobber(tmp_path):
+    final, tmp = tmp_path / "final", tmp_path / "tmp"
+    final.mkdir(); (final / "keep").write_text("x")
+    tmp.mkdir(); (tmp / "new").write_text("y")
+    with pytest.raises(files.OutputExistsError):
+        files.replace_dir(tmp, final)
+    assert (final / "keep").exists()
+    files.replace_dir(tmp, final, overwrite=True)
+    assert [p.name for p in final.iterdir()] == ["new"] and not tmp.exists()
+
+
+def test_workspace_layout_and_env(tmp_path, monkeypatch):
+    monkeypatch.setenv(workspace.ENV_VAR, str(tmp_path / "w"))
+    ws = workspace.get_workspace()
+    assert ws.root == (tmp_path / "w").resolve()
+    assert all((ws.root / name).is_dir() for name in workspace.LAYOUT)
+    assert ws.data == ws.root / "data" and ws.merged == ws.root / "merged"
+    with pytest.raises(AttributeError):
+        ws.nonsense
+
+
+def test_state_round_trip_and_missing_key(ws):
+    ws.update_state(profile="tiny", base_model=ws.models / "m")
+    assert ws.recall("base_model", "00") == str(ws.models / "m")
+    assert json.loads(ws.state_file.read_text())["profile"] == "tiny"
+    with pytest.raises(LookupError, match="run notebook 03 first"):
+        ws.recall("config", "03")

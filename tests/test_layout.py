@@ -1,0 +1,47 @@
+"""Repository layout and the promises the README makes."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_top_level_layout():
+    for name in ["notebooks", "helpers", "datasets", "images", "tests", "environment.yml", "README.md",
+                 "pyproject.toml", "Makefile", ".ci/run"]:
+        assert (REPO / name).exists(), name
+
+
+def test_datasets_folder_does_not_shadow_the_library():
+    assert not (REPO / "datasets" / "__init__.py").exists()
+    out = subprocess.run([sys.executable, "-c", "import datasets; print(datasets.__file__, datasets.load_dataset)"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "site-packages" in out and "load_dataset" in out
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    ci = (REPO / ".ci" / "run").read_text()
+    first_blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)[:2]
+    assert any("make course" in b for b in first_blocks) and any("make test" in b for b in first_blocks)
+    assert re.search(r"^make test$", ci, flags=re.M)
+
+
+def test_pins_agree_between_install_script_environment_and_env_check():
+    from helpers import env
+
+    install = (REPO / "scripts" / "install.sh").read_text()
+    environment = (REPO / "environment.yml").read_text()
+    for package, version in env.PINNED.items():
+        assert f"{package}=={version}" in install, package
+        assert f"{package}=={version}" in environment, package
+    assert "python=3.11" in environment
+
+
+def test_shipped_data_files_are_valid_json():
+    import json
+
+    for path in (REPO / "datasets").glob("*.json"):
+        json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,89 @@
+import json
+import os
+import time
+
+import pytest
+
+from helpers import cli, data, profiles, training, xconfig
+
+LOG = ("11/24 11:19:20 - mmengine - INFO - Iter(train) [ 12/150]  lr: 1.9916e-03  eta: 0:00:04  "
+       "time: 0.0340  data_time: 0.0021  grad_norm: 14.8846  loss: 5.1726")
+
+
+def test_parse_iter_line():
+    assert training.parse_iter_line(LOG) == {"iter": 12, "max_iters": 150, "lr": 1.9916e-03, "loss": 5.1726}
+    assert training.parse_iter_line("11/24 - mmengine - INFO - Saving checkpoint at 50 iterations") is None
+
+
+def test_checkpoints_sorted_by_iteration_files_and_folders(tmp_path):
+    for name in ["iter_9.pth", "iter_100.pth", "iter_10.pth"]:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "iter_200.pth").mkdir()  # DeepSpeed writes a folder
+    (tmp_path / "iter_x.pth").write_bytes(b"x")
+    assert [p.name for p in training.list_checkpoints(tmp_path)] == [
+        "iter_9.pth", "iter_10.pth", "iter_100.pth", "iter_200.pth"]
+    assert training.latest_checkpoint(tmp_path).name == "iter_200.pth"
+
+
+def test_latest_checkpoint_follows_last_checkpoint_file(tmp_path):
+    (tmp_path / "iter_50.pth").mkdir()
+    (tmp_path / "iter_20.pth").write_bytes(b"x")
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_50.pth"))
+    assert training.latest_checkpoint(tmp_path) == tmp_path / "iter_50.pth"
+
+
+def test_missing_checkpoint_is_explained(tmp_path):
+    with pytest.raises(training.CheckpointNotFoundError, match="Run notebook 04"):
+        training.latest_checkpoint(tmp_path)
+    with pytest.raises(training.CheckpointNotFoundError, match=str(tmp_path / "nope")):
+        training.latest_checkpoint(tmp_path / "nope")
+
+
+def _scalars(run_dir, iters, loss0):
+    (run_dir / "vis_data").mkdir(parents=True)
+    rows = [{"iter": i, "loss": loss0 - i * 0.1, "lr": 1e-4, "time": 0.5} for i in iters]
+    (run_dir / "vis_data" / "scalars.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_scalars_of_a_resumed_run_continue(tmp_path):
+    _scalars(tmp_path / "20261124_100000", range(1, 6), 5.0)
+    _scalars(tmp_path / "20261124_110000", range(6, 11), 5.0)
+    rows = training.read_scalars(tmp_path)
+    assert [r["iter"] for r in rows] == list(range(1, 11))
+    summary = training.loss_summary(rows, window=2)
+    assert summary["iterations"] == 10 and summary["final_loss"] < summary["first_loss"]
+    assert summary["seconds_per_iter"] == 0.5
+    png = tmp_path / "loss.png"
+    training.plot_loss(rows, png)
+    assert png.stat().st_size > 1000
+
+
+def test_no_scalars_yet(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has not logged anything yet"):
+        training.read_scalars(tmp_path)
+
+
+def test_train_refuses_to_replace_checkpoints(tmp_path):
+    (tmp_path / "iter_5.pth").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        training.train(tmp_path / "cfg.py", tmp_path)
+    assert (tmp_path / "iter_5.pth").read_bytes() == b"x"
+
+
+def test_resume_command_names_the_checkpoint(tmp_path):
+    (tmp_path / "iter_5.pth").write_bytes(b"x")
+    args = training.train_args("c.py", tmp_path, deepspeed="deepspeed_zero2", resume=True)
+    assert args == ["train", "c.py", "--work-dir", str(tmp_path), "--deepspeed", "deepspeed_zero2",
+                    "--resume", str(tmp_path / "iter_5.pth")]
+
+
+def test_failed_training_shows_the_real_traceback(tmp_path, tiny_model):
+    """xtuner exits 0 after a crash; the helper must still fail, with the traceback."""
+    copied = xconfig.copy_config("internlm2_chat_1_8b_qlora_alpaca_e3", tmp_path)
+    missing = tmp_path / "missing.jsonl"
+    edits = xconfig.course_edits(profiles.get_profile("tiny"), tiny_model, missing, "conversation", ["hi"])
+    config = xconfig.write_edited(copied, tmp_path / "course_tiny.py", edits)
+    with pytest.raises(cli.XtunerError, match="did not produce a new checkpoint") as err:
+        training.train(config, tmp_path / "work", progress=False)
+    assert "Traceback (most recent call last)" in str(err.value)
+    assert "missing.jsonl" in str(err.value) or "FileNotFoundError" in str(err.value)

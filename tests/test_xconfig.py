@@ -1,0 +1,109 @@
+import pytest
+
+from helpers import cli, data, profiles, xconfig
+
+BUILTIN = "internlm2_chat_1_8b_qlora_alpaca_e3"
+
+
+@pytest.fixture(scope="module")
+def copied(tmp_path_factory):
+    """One real ``xtuner copy-cfg`` for the module."""
+    return xconfig.copy_config(BUILTIN, tmp_path_factory.mktemp("configs"))
+
+
+@pytest.fixture
+def train_file(tmp_path):
+    return data.write_jsonl(data.build_self_cognition("小智", "书生学员", 8), tmp_path / "train.jsonl")
+
+
+def _edited(copied, tmp_path, prof, train_file, fmt="conversation", model="/models/m"):
+    edits = xconfig.course_edits(prof, model, train_file, fmt, ["你是谁？"], system="")
+    return xconfig.write_edited(copied, tmp_path / f"course_{prof.name}.py", edits)
+
+
+def test_copy_cfg_is_the_builtin_and_never_clobbers(copied):
+    assert copied.name == f"{BUILTIN}_copy.py"
+    assert "pretrained_model_name_or_path = \"internlm/internlm2-chat-1_8b\"" in copied.read_text()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        xconfig.copy_config(BUILTIN, copied.parent)
+
+
+def test_copy_of_unknown_config_shows_xtuner_error(tmp_path):
+    with pytest.raises(cli.XtunerError, match="xtuner list-cfg"):
+        xconfig.copy_config("no_such_config_e3", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_configs_finds_the_course_config():
+    assert BUILTIN in xconfig.list_configs("internlm2_chat_1_8b_qlora")
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu"])
+def test_cpu_profiles_load_with_cpu_adaptations(copied, tmp_path, train_file, name):
+    prof = profiles.get_profile(name)
+    cfg = xconfig.load_config(_edited(copied, tmp_path, prof, train_file))
+    assert cfg.pretrained_model_name_or_path == "/models/m"
+    assert cfg.train_dataloader.dataset.dataset.data_files == {"train": str(train_file)}
+    assert cfg.train_dataloader.dataset.dataset_map_fn is None
+    assert cfg.train_cfg.max_iters == prof.max_iters and "max_epochs" not in cfg.train_cfg
+    assert cfg.optim_wrapper.type.__name__ == "OptimWrapper" and "loss_scale" not in cfg.optim_wrapper
+    assert cfg.env_cfg.dist_cfg.backend == "gloo"
+    assert str(cfg.model.llm.torch_dtype) == "torch.float32"
+    assert str(cfg.model.llm.quantization_config.bnb_4bit_compute_dtype) == "torch.float32"
+    assert cfg.model.lora.r == prof.lora_r and cfg.lr == prof.lr
+    assert cfg.param_scheduler[0].end == prof.warmup_iters and cfg.param_scheduler[1].end == prof.max_iters
+    assert xconfig.check_config_data(cfg) == "conversation"
+
+
+def test_gpu_profile_keeps_the_gpu_settings(copied, tmp_path, train_file):
+    path = _edited(copied, tmp_path, profiles.get_profile("gpu"), train_file)
+    cfg = xconfig.load_config(path)
+    assert cfg.optim_wrapper.type.__name__ == "AmpOptimWrapper" and cfg.optim_wrapper.dtype == "float16"
+    assert cfg.env_cfg.dist_cfg.backend == "nccl" and cfg.train_cfg.max_epochs == 3
+    assert cfg.model.llm.trust_remote_code is True and cfg.prompt_template["SUFFIX"] == "<|im_end|>"
+    assert "CPU adaptations" not in path.read_text()
+
+
+def test_openai_data_gets_openai_map_fn(copied, tmp_path, train_file):
+    oa = data.write_jsonl([data.to_openai(r) for r in data.read_jsonl(train_file)], tmp_path / "oa.jsonl")
+    cfg = xconfig.load_config(_edited(copied, tmp_path, profiles.get_profile("tiny"), oa, fmt="openai"))
+    assert cfg.train_dataloader.dataset.dataset_map_fn.__name__ == "openai_map_fn"
+    assert xconfig.check_config_data(cfg) == "openai"
+
+
+def test_mismatched_map_fn_is_caught_before_training(copied, tmp_path, train_file):
+    oa = data.write_jsonl([data.to_openai(r) for r in data.read_jsonl(train_file)], tmp_path / "oa.jsonl")
+    cfg = xconfig.load_config(_edited(copied, tmp_path, profiles.get_profile("tiny"), oa, fmt="conversation"))
+    with pytest.raises(data.DataFormatError, match="needs dataset_map_fn=openai_map_fn, but the config uses None"):
+        xconfig.check_config_data(cfg)
+
+
+def test_plain_lora_drops_quantization(copied, tmp_path, train_file):
+    prof = profiles.get_profile("cpu", method="lora")
+    cfg = xconfig.load_config(_edited(copied, tmp_path, prof, train_file))
+    assert "quantization_config" not in cfg.model.llm
+
+
+def test_absent_edit_target_fails_loudly(copied, tmp_path):
+    edited = tmp_path / "x.py"
+    with pytest.raises(xconfig.ConfigEditError, match=f"{BUILTIN}_copy.py: cannot set no_such_setting"):
+        xconfig.write_edited(copied, edited, [xconfig.setting("no_such_setting", "1")])
+    assert not edited.exists()
+    text = copied.read_text().replace('dist_cfg=dict(backend="nccl")', "dist_cfg=dict()")
+    with pytest.raises(xconfig.ConfigEditError, match="my_config.py: cannot replace 'dist_cfg=dict\\(backend=\"nccl\"\\)'"):
+        xconfig.apply_edits(text, xconfig._cpu_edits(profiles.get_profile("cpu")), "my_config.py")
+
+
+def test_edits_do_not_touch_the_copy_and_diff_shows_them(copied, tmp_path, train_file):
+    original = copied.read_text()
+    edited = _edited(copied, tmp_path, profiles.get_profile("cpu"), train_file)
+    assert copied.read_text() == original
+    diff = xconfig.unified_diff(copied, edited)
+    assert '-    dist_cfg=dict(backend="nccl"),' in diff and '+    dist_cfg=dict(backend="gloo"),' in diff
+    with pytest.raises(FileExistsError):
+        _edited(copied, tmp_path, profiles.get_profile("cpu"), train_file)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Run notebook 03 first"):
+        xconfig.load_config(tmp_path / "nope.py")
