@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -62,21 +63,41 @@ def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str]
     try:
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-                              env=xtuner_env(env), cwd=cwd, encoding="utf-8", errors="replace") as proc:
-            if input_text is not None:
-                proc.stdin.write(input_text)
-                proc.stdin.close()
-            for line in proc.stdout:
-                lines.append(line)
-                if log:
-                    log.write(line)
-                    log.flush()
-                if on_line:
-                    on_line(line.rstrip("\n"))
+                              env=xtuner_env(env), cwd=cwd, encoding="utf-8", errors="replace",
+                              start_new_session=True) as proc:
+            try:
+                if input_text is not None:
+                    proc.stdin.write(input_text)
+                    proc.stdin.close()
+                for line in proc.stdout:
+                    lines.append(line)
+                    if log:
+                        log.write(line)
+                        log.flush()
+                    if on_line:
+                        on_line(line.rstrip("\n"))  # may raise (e.g. StopTraining) to end the run
+            except BaseException:
+                stop_group(proc)
+                raise
     finally:
         if log:
             log.close()
     return XtunerRun(command, "".join(lines), proc.returncode)
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """End xtuner and the ``python``/``torchrun`` it started (their own process group): TERM, then KILL (04_train)."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
 
 
 def find_traceback(output: str) -> str | None:

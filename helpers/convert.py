@@ -19,7 +19,8 @@ def check_free_disk(target: Path, needed_gb: float, what: str) -> None:
     if free < needed_gb:
         raise DiskSpaceError(
             f"{what} needs about {needed_gb:.1f} GB but only {free:.1f} GB is free at {target}. "
-            "Delete old work_dirs/merged folders, or use a bigger data disk (on AutoDL: /root/autodl-tmp)."
+            "Delete old work_dirs/merged folders, or use a bigger data disk (on AutoDL: /root/autodl-tmp; "
+            "docs/troubleshooting.md#11)."
         )
 
 

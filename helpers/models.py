@@ -54,7 +54,7 @@ def check_model_dir(path: Path) -> Path:
         raise ModelNotFoundError(
             f"The model folder name {path.resolve().name!r} contains a '.', which breaks transformers' "
             "remote-code loading (No module named 'transformers_modules...'). Rename the folder, e.g. "
-            f"{path.resolve().name.replace('.', '_')!r}, and pass the new path."
+            f"{path.resolve().name.replace('.', '_')!r}, and pass the new path (docs/troubleshooting.md#16)."
         )
     return path
 

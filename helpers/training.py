@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,9 @@ from . import cli
 
 ITER_LINE = re.compile(r"Iter\(train\)\s*\[\s*(\d+)/(\d+)\].*?\blr:\s*(\S+).*?\bloss:\s*(\S+)")
 CHECKPOINT = re.compile(r"^iter_(\d+)\.pth$")
+# xtuner 0.2.0 reads the resumed checkpoint's seed with torch.load(), which torch >= 2.6 refuses by default
+# ("Weights only load failed"); the checkpoint is our own, so allow full unpickling for resumed runs only.
+RESUME_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -26,7 +30,10 @@ class TrainResult:
     checkpoint: Path
     work_dir: Path
     seconds: float
+    stopped: bool = False  # ended on purpose (stop_at) before max_iters
+    peak_rss_gb: float = 0.0  # peak memory of the training process (RAM; GPU memory is not included)
     losses: list[float] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
 
 
 def train_args(config: Path, work_dir: Path, deepspeed: str | None = None, resume: bool = False) -> list[str]:
@@ -49,35 +56,73 @@ def parse_iter_line(line: str) -> dict | None:
 
 
 def train(config: Path, work_dir: Path, deepspeed: str | None = None, resume: bool = False,
-          overwrite: bool = False, progress: bool = True) -> TrainResult:
-    """Run ``xtuner train`` with a live progress bar; succeed only if it wrote a new checkpoint (04_train)."""
-    from tqdm.auto import tqdm
+          overwrite: bool = False, progress: bool = True, live: bool | None = None,
+          stop_at: int | None = None) -> TrainResult:
+    """Run ``xtuner train`` with a live view; succeed only if it wrote a new checkpoint (04_train).
+
+    ``stop_at=N`` ends the run cleanly once the checkpoint of iteration N is written (resume it with
+    ``resume=True``); interrupting the kernel also stops xtuner and everything it started.
+    """
+    from .monitor import StopTraining, TrainingMonitor
 
     work_dir = Path(work_dir)
     if list_checkpoints(work_dir) and not (overwrite or resume):
         raise FileExistsError(f"{work_dir} already holds checkpoints. Pass overwrite=True to train again "
                               "(they are replaced), resume=True to continue, or choose another work dir.")
+    if overwrite and not resume:
+        for old in [*list_checkpoints(work_dir), *run_dirs(work_dir), work_dir / "last_checkpoint"]:
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
-    bar, losses = tqdm(total=None, desc="xtuner train", unit="it", disable=not progress), []
-
-    def on_line(line: str) -> None:
-        info = parse_iter_line(line)
-        if info:
-            losses.append(info["loss"])
-            bar.total = info["max_iters"]
-            bar.update(info["iter"] - bar.n)
-            bar.set_postfix(loss=f"{info['loss']:.4f}", lr=f"{info['lr']:.2e}")
-
-    start = time.time()
+    args, log_path = train_args(config, work_dir, deepspeed, resume), work_dir / "xtuner_train.log"
+    monitor, start, stopped = TrainingMonitor(progress=progress, live=live, stop_at=stop_at), time.time(), False
     try:
-        run = cli.run_xtuner(*train_args(config, work_dir, deepspeed, resume),
-                             log_path=work_dir / "xtuner_train.log", on_line=on_line)
+        run = cli.run_xtuner(*args, log_path=log_path, on_line=monitor, env=RESUME_ENV if resume else None)
+    except StopTraining:
+        stopped = True
+        run = cli.XtunerRun(cli.xtuner_command(*args), log_path.read_text(encoding="utf-8"), -15)
+    except KeyboardInterrupt:
+        print(f"Training interrupted; xtuner stopped. Continue with resume=True from {_newest_or_none(work_dir)}.")
+        raise
     finally:
-        bar.close()
+        monitor.close()
     fresh = [c for c in list_checkpoints(work_dir) if c.stat().st_mtime >= start]
-    cli.require(bool(fresh) and run.traceback is None, run, "a new checkpoint",
-                "Read the traceback below; the troubleshooting table in the README lists the usual causes.")
-    return TrainResult(run, latest_checkpoint(work_dir), work_dir, time.time() - start, losses)
+    cli.require(bool(fresh) and (stopped or run.traceback is None), run, "a new checkpoint",
+                "Read the traceback below; docs/troubleshooting.md lists the usual causes.")
+    return TrainResult(run, latest_checkpoint(work_dir), work_dir, time.time() - start, stopped, peak_child_rss_gb(),
+                       [r["loss"] for r in monitor.rows], monitor.samples)
+
+
+def _newest_or_none(work_dir: Path) -> Path | None:
+    found = list_checkpoints(work_dir)
+    return found[-1] if found else None
+
+
+def peak_child_rss_gb() -> float:
+    """The largest resident memory any finished child process of this one reached, in GB (04_train)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9, 2)
+
+
+DEEPSPEED_CONFIGS = ("deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero2_offload", "deepspeed_zero3",
+                     "deepspeed_zero3_offload")
+
+
+def distributed_commands(config: Path, work_dir: Path, gpus_per_node: int, nnodes: int = 1,
+                         deepspeed: str = "deepspeed_zero2", master_addr: str | None = None,
+                         port: int = 29500) -> list[str]:
+    """The ``xtuner train`` command line for each node of a multi-GPU / multi-node DeepSpeed run (04_train)."""
+    if deepspeed not in DEEPSPEED_CONFIGS:
+        raise ValueError(f"Unknown DeepSpeed config {deepspeed!r}; xtuner ships {', '.join(DEEPSPEED_CONFIGS)}.")
+    if gpus_per_node < 1 or nnodes < 1:
+        raise ValueError("gpus_per_node and nnodes must be at least 1.")
+    if nnodes > 1 and not master_addr:
+        raise ValueError("A multi-node run needs master_addr: the IP address of node 0, reachable from every node.")
+    train = cli.show(cli.xtuner_command(*train_args(config, work_dir, deepspeed)))
+    if nnodes == 1:
+        return [f"NPROC_PER_NODE={gpus_per_node} {train}"]
+    return [f"NPROC_PER_NODE={gpus_per_node} NNODES={nnodes} NODE_RANK={rank} ADDR={master_addr} PORT={port} {train}"
+            for rank in range(nnodes)]
 
 
 def list_checkpoints(work_dir: Path) -> list[Path]:
@@ -108,10 +153,10 @@ def run_dirs(work_dir: Path) -> list[Path]:
     return sorted(p for p in Path(work_dir).glob("[0-9]*_[0-9]*") if (p / "vis_data").is_dir())
 
 
-def read_scalars(work_dir: Path) -> list[dict]:
+def read_scalars(work_dir: Path, last_run_only: bool = False) -> list[dict]:
     """Every logged iteration (loss, lr, time...) from ``vis_data/scalars.json``, runs in order (04_train)."""
     rows = {}
-    for run_dir in run_dirs(work_dir):
+    for run_dir in run_dirs(work_dir)[-1:] if last_run_only else run_dirs(work_dir):
         path = run_dir / "vis_data" / "scalars.json"
         if path.is_file():
             for line in path.read_text().splitlines():
@@ -132,11 +177,8 @@ def loss_summary(scalars: list[dict], window: int = 5) -> dict:
             "seconds_per_iter": round(times[len(times) // 2], 4)}
 
 
-def plot_loss(scalars: list[dict], out_png: Path, title: str = "xtuner train"):
-    """Loss (and learning rate) against iteration, saved as a PNG (04_train)."""
-    import matplotlib
-
-    matplotlib.use("Agg") if not _in_notebook() else None
+def plot_loss(scalars: list[dict], out_png: Path | None, title: str = "xtuner train", marks: tuple[int, ...] = ()):
+    """Loss (and learning rate) against iteration; saved as a PNG when ``out_png`` is given (04_train)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -144,23 +186,18 @@ def plot_loss(scalars: list[dict], out_png: Path, title: str = "xtuner train"):
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title(title)
+    for mark in marks:
+        ax.axvline(mark, color="gray", linestyle=":", label=f"resumed after {mark}")
     lr_ax = ax.twinx()
     lr_ax.plot([r["iter"] for r in scalars], [r["lr"] for r in scalars], color="tab:orange", alpha=0.5, label="lr")
     lr_ax.set_ylabel("learning rate")
-    fig.legend(loc="upper right")
+    lines = ax.get_lines() + lr_ax.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
     fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
+    if out_png is not None:
+        Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out_png, dpi=100)
     return fig
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-
-        return get_ipython() is not None
-    except ImportError:
-        return False
 
 
 def eval_outputs(work_dir: Path) -> dict[int, str]:

@@ -26,7 +26,7 @@ else
   "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
 fi
 # 2. xtuner 0.2.0 (pins transformers 4.48.0, mmengine 0.10.6), peft and datasets pinned, modelscope for model downloads.
-"${PIP[@]}" xtuner==0.2.0 peft==0.21.2 datasets==5.0.1 modelscope==1.40.2
+"${PIP[@]}" xtuner==0.2.0 transformers==4.48.0 mmengine==0.10.6 peft==0.21.2 datasets==5.0.1 modelscope==1.40.2
 # 3. bitsandbytes 0.48.2 after xtuner: xtuner pins 0.45.0, which has no CPU 4-bit (pip reports the conflict; expected).
 "${PIP[@]}" bitsandbytes==0.48.2 2>&1 | grep -v "^ERROR: pip's dependency resolver\|requires bitsandbytes==0.45.0" || true
 "$VENV/bin/python" -c "import importlib.metadata as m; assert m.version('bitsandbytes') == '0.48.2'"
