@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 
-.PHONY: install course test lab clean
+.PHONY: install course test preflight lab clean
 
 install:
 	bash scripts/install.sh $(VENV)
@@ -13,6 +13,9 @@ course: install  ## run notebooks 00 -> 06 on the embedded default (cpu profile)
 
 test: install  ## unit tests, notebook structure tests, every notebook under nbmake, one cpu run end to end
 	$(PY) -m pytest
+
+preflight: install  ## instructors: check this machine for PROFILE (exit status 1 on a failure)
+	$(PY) -m helpers.preflight --profile $(PROFILE)
 
 lab: install  ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from . import files
 from .workspace import DATASETS_DIR
@@ -62,6 +62,33 @@ class OpenAIRecord(BaseModel):
 
 
 SCHEMAS = {"conversation": ConversationRecord, "openai": OpenAIRecord}
+_LIST_ADAPTERS = {fmt: TypeAdapter(list[schema]) for fmt, schema in SCHEMAS.items()}
+
+
+def _plainly_valid(record) -> bool:
+    """A quick exact check of a well-formed ``conversation`` record, so pydantic only sees the doubtful ones."""
+    turns = record.get("conversation") if type(record) is dict and len(record) == 1 else None
+    if type(turns) is not list or not turns:
+        return False
+    for turn in turns:
+        if type(turn) is not dict or not turn.keys() <= {"system", "input", "output"}:
+            return False
+        question, answer, system = turn.get("input"), turn.get("output"), turn.get("system", "")
+        if type(question) is not str or type(answer) is not str or type(system) is not str:
+            return False
+        if not question.strip() or not answer.strip():
+            return False
+    return True
+
+
+def schema_errors(records: list[dict], fmt: str) -> list[tuple[int, str, str]]:
+    """Every schema error of ``records`` as (index, field, message); pydantic checks only doubtful records (02_your_own_data)."""
+    doubtful = [i for i, r in enumerate(records) if fmt != "conversation" or not _plainly_valid(r)]
+    try:
+        _LIST_ADAPTERS[fmt].validate_python([records[i] for i in doubtful])
+    except ValidationError as exc:
+        return [(doubtful[e["loc"][0]], ".".join(str(p) for p in e["loc"][1:]), e["msg"]) for e in exc.errors()]
+    return []
 
 
 # --- building data ----------------------------------------------------------------------------
@@ -125,19 +152,33 @@ def write_jsonl(records: list[dict], path: Path, overwrite: bool = False) -> Pat
     return files.atomic_write_text(Path(path), text, overwrite=overwrite)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Read a JSONL file; errors name the file, the line and the fix (01_self_cognition_data)."""
+def read_text(path: Path) -> str:
+    """A UTF-8 text file, with or without a BOM; other encodings are an error naming line and fix (02_your_own_data)."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataFormatError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); probably GBK or "
+            "another legacy encoding. Save it as UTF-8 (Excel: 'CSV UTF-8'; editors: 'Save with Encoding: UTF-8'), "
+            "or convert it: iconv -f GBK -t UTF-8 IN > OUT."
+        ) from None
+
+
+def read_jsonl_numbered(path: Path) -> list[tuple[int, dict]]:
+    """Every record of a JSONL file with its line number; errors name the file, the line and the fix (02_your_own_data)."""
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"Data file {path} does not exist. Run notebook 01 first, or fix the data path.")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     if text.lstrip().startswith("["):
         raise DataFormatError(
             f"{path} holds a JSON array, not JSON Lines. Write one object per line "
             "(helpers.data.write_jsonl does), or rename the file to .json."
         )
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 stays raw in JSON strings
         if not line.strip():
             continue
         try:
@@ -146,10 +187,15 @@ def read_jsonl(path: Path) -> list[dict]:
             raise DataFormatError(f"{path}, line {number}, column {exc.colno}: invalid JSON ({exc.msg}).") from None
         if not isinstance(record, dict):
             raise DataFormatError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}.")
-        records.append(record)
+        records.append((number, record))
     if not records:
         raise DataFormatError(f"{path} is empty: it holds no records. Regenerate it (notebook 01).")
     return records
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a JSONL file; errors name the file, the line and the fix (01_self_cognition_data)."""
+    return [record for _, record in read_jsonl_numbered(path)]
 
 
 def detect_format(record: dict, where: str = "record") -> str:
@@ -189,7 +235,8 @@ def check_map_fn(fmt: str, dataset_map_fn: str | None, path: Path | str = "the d
     if dataset_map_fn != wanted:
         raise DataFormatError(
             f"{path} is in {fmt!r} format, which needs dataset_map_fn={wanted}, but the config uses "
-            f"{dataset_map_fn}. Training would fail with KeyError ('text' / 'messages'). Set dataset_map_fn={wanted}."
+            f"{dataset_map_fn}. Training would fail with KeyError ('text' / 'messages'). Set dataset_map_fn={wanted} "
+            "(docs/troubleshooting.md#8)."
         )
 
 

@@ -27,6 +27,7 @@ class ModelShape:
     heads: int
     kv_heads: int
     tied_embeddings: bool
+    qkv_bias: bool = False  # Qwen2 has biases on q, k and v
 
     @property
     def kv_dim(self) -> int:
@@ -41,7 +42,8 @@ class ModelShape:
     @property
     def params(self) -> int:
         embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-        return self.linear_params + embeddings + (2 * self.layers + 1) * self.hidden
+        biases = self.layers * (self.hidden + 2 * self.kv_dim) if self.qkv_bias else 0
+        return self.linear_params + embeddings + biases + (2 * self.layers + 1) * self.hidden
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ def shape_from_config(config: dict | str | Path) -> ModelShape:
     return ModelShape(layers=config["num_hidden_layers"], hidden=config["hidden_size"],
                       intermediate=config["intermediate_size"], vocab=config["vocab_size"], heads=heads,
                       kv_heads=config.get("num_key_value_heads") or heads,
-                      tied_embeddings=bool(config.get("tie_word_embeddings", False)))
+                      tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+                      qkv_bias=bool(config.get("attention_bias", config.get("model_type") == "qwen2")))
 
 
 def lora_params(shape: ModelShape, r: int) -> int:

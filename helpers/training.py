@@ -144,7 +144,7 @@ def latest_checkpoint(work_dir: Path) -> Path:
         return found[-1]
     raise CheckpointNotFoundError(
         f"No checkpoint (iter_N.pth) in {work_dir}. Run notebook 04 (xtuner train) first, "
-        "and check its log for the error that stopped it."
+        "and check its log for the error that stopped it (docs/troubleshooting.md#9)."
     )
 
 

@@ -45,3 +45,17 @@ def test_shipped_data_files_are_valid_json():
 
     for path in (REPO / "datasets").glob("*.json"):
         json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_relative_links_and_images_resolve():
+    import json
+
+    docs = [REPO / "README.md", *(REPO / "docs").glob("*.md")]
+    texts = [(p, p.read_text(encoding="utf-8")) for p in docs]
+    for nb in (REPO / "notebooks").glob("*.ipynb"):
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        texts.append((nb, "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")))
+    for path, text in texts:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" not in target:
+                assert (path.parent / target).exists(), f"{path.name}: broken link {target}"

@@ -69,7 +69,7 @@ def test_code_is_valid_and_uses_helpers_qualified(path):
         text = source(cell)
         ast.parse(text)
         assert "!pip" not in text and "sys.path" not in text
-        for module, name in re.findall(r"\b(workspace|profiles|models|data|xconfig|training|convert|chat|cli|env|files)\.([a-z_]\w*)\(", text):
+        for module, name in re.findall(r"\b(workspace|profiles|models|data|xconfig|training|convert|chat|cli|env|files|estimate|preflight|monitor|formats|validation)\.([a-z_]\w*)\(", text):
             mod = importlib.import_module(f"helpers.{module}")
             assert hasattr(mod, name), f"{path.name}: helpers.{module}.{name} does not exist"
     assert helpers is not None

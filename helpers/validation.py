@@ -1,0 +1,257 @@
+"""The validation report a data file gets before anything trains: format, map_fn, per-record problems, token lengths."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import cli, data, formats, xconfig
+from .data import DataFormatError
+from .profiles import Profile
+
+CHECK_DIR = "own_data"  # sub-folder of configs/ for the config that `xtuner check-custom-dataset` reads
+# The dataset_map_fn that lets XTuner read each format as it is; ShareGPT has none in xtuner 0.2.0.
+MATCHING_MAP_FN = {**data.MAP_FNS, "alpaca": "alpaca_map_fn", "sharegpt": "(none: convert to conversation first)"}
+
+
+@dataclass
+class Problem:
+    """One thing wrong with one record: where (file and line/row), what, and how to fix it."""
+
+    file: str
+    where: str
+    problem: str
+    fix: str
+
+
+@dataclass
+class Report:
+    """Everything the learner should see before training on a file."""
+
+    file: Path
+    fmt: str
+    map_fn: str | None
+    records: int
+    problems: list[Problem] = field(default_factory=list)
+    lengths: dict | None = None
+    token_counts: list[int] | None = None  # tokens per record, in file order
+
+    @property
+    def ok(self) -> bool:
+        """No problems and nothing truncated (02_your_own_data)."""
+        return not self.problems and not (self.lengths and self.lengths["truncated"])
+
+    def summary(self) -> dict:
+        """The report's headline numbers (02_your_own_data)."""
+        head = {"file": str(self.file), "format": self.fmt, "dataset_map_fn": self.map_fn, "records": self.records,
+                "problems": len(self.problems)}
+        return head | (self.lengths or {})
+
+    def problem_table(self):
+        """Problems as a DataFrame: file, where, problem, fix (02_your_own_data)."""
+        import pandas as pd
+
+        return pd.DataFrame([vars(p) for p in self.problems], columns=["file", "where", "problem", "fix"])
+
+
+# --- per-record checks ----------------------------------------------------------------------------
+
+def role_problems(loaded: formats.Loaded) -> list[Problem]:
+    """Role-order problems of OpenAI and ShareGPT records, all of them, by line (02_your_own_data)."""
+    problems = []
+    if loaded.fmt not in ("openai", "sharegpt"):
+        return problems
+    for record, where in zip(loaded.records, loaded.where):
+        messages = record.get(formats.FORMAT_KEYS[loaded.fmt])
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            continue  # not a list of messages: conversion reports it
+        if loaded.fmt == "openai":
+            roles = [m.get("role") for m in messages]
+        else:
+            roles = [formats.SHAREGPT_ROLES.get(m.get("from"), m.get("from")) for m in messages]
+        problems += [Problem(str(loaded.path), where, p, "order messages as [system], user, assistant, user, ...")
+                     for p in formats.role_order_problems(roles)]
+    return problems
+
+
+def conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str], list[Problem]]:
+    """Convert every record to ``conversation``, collecting the ones that cannot be (02_your_own_data)."""
+    records, where, problems = [], [], []
+    for record, place in zip(loaded.records, loaded.where):
+        try:
+            records.append(formats.to_conversation(record, loaded.fmt, place))
+            where.append(place)
+        except (DataFormatError, KeyError, TypeError, AttributeError) as exc:
+            problems.append(Problem(str(loaded.path), place, str(exc).removeprefix(f"{place}: "), "fix or drop the record"))
+    return records, where, problems
+
+
+def schema_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+    """Empty or missing inputs/outputs and wrong types, by line, in one pydantic pass (02_your_own_data)."""
+    return [Problem(str(path), where[i], f"{name}: {message}", "fill in the text or drop the record")
+            for i, name, message in data.schema_errors(records, "conversation")]
+
+
+def system_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+    """A system prompt on a later turn, which XTuner would insert mid-conversation (02_your_own_data)."""
+    return [Problem(str(path), w, f"conversation.{i}.system is set on turn {i + 1}", "put the system prompt on turn 1 only")
+            for r, w in zip(records, where) for i, turn in enumerate(r.get("conversation", [])[1:], start=1)
+            if isinstance(turn, dict) and turn.get("system")]
+
+
+def duplicate_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+    """Records identical to an earlier one (02_your_own_data)."""
+    seen, problems = {}, []
+    for record, place in zip(records, where):
+        key = _record_key(record)
+        if key in seen:
+            problems.append(Problem(str(path), place, f"duplicate of {seen[key]}", "drop the repeated record"))
+        else:
+            seen[key] = place
+    return problems
+
+
+def _record_key(record: dict):
+    """A hashable key equal for identical records; cheap for plain ``conversation`` records."""
+    turns = record.get("conversation")
+    if type(turns) is list and all(type(t) is dict and t.keys() <= {"system", "input", "output"} for t in turns):
+        return tuple((t.get("system", ""), t.get("input"), t.get("output")) for t in turns)
+    return json.dumps(record, sort_keys=True, ensure_ascii=False)
+
+
+def check_records(loaded: formats.Loaded) -> tuple[list[dict], list[Problem]]:
+    """All per-record problems of a loaded file, and its records converted to ``conversation`` (02_your_own_data)."""
+    roles = role_problems(loaded)
+    records, where, problems = conversion_problems(loaded)
+    reported = {p.where for p in roles}  # a bad role order also stops conversion: report it once
+    problems = roles + [p for p in problems if p.where not in reported]
+    problems += schema_problems(records, where, loaded.path)
+    problems += system_problems(records, where, loaded.path)
+    problems += duplicate_problems(records, where, loaded.path)
+    order = {w: i for i, w in enumerate(loaded.where)}
+    problems.sort(key=lambda p: order.get(p.where, -1))
+    return records, problems
+
+
+# --- token lengths --------------------------------------------------------------------------------
+
+def fast_token_lengths(records: list[dict], tokenizer, template_name: str, batch_size: int = 4096) -> list[int]:
+    """Tokens per ``conversation`` record exactly as xtuner encodes it, via the tokenizer's batch API (02_your_own_data)."""
+    from xtuner.dataset.map_fns import template_map_fn_factory
+    from xtuner.dataset.utils import get_bos_eos_token_ids
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    apply_template = template_map_fn_factory(template=PROMPT_TEMPLATE[template_name])
+    bos, eos = get_bos_eos_token_ids(tokenizer)
+    texts, shape = [], []  # every piece encode_fn encodes separately; per record (pieces, special tokens)
+    for record in records:
+        turns = apply_template({"conversation": [dict(t) for t in record["conversation"]]})["conversation"]
+        pieces, specials, needs_bos = 0, 0, True
+        for turn in turns:
+            specials += len(bos) if needs_bos else 0
+            parts = [turn["input"], turn["output"]] + ([turn["sep"]] if turn["sep"] else [])
+            texts += parts
+            pieces += len(parts)
+            specials += len(eos) if turn["need_eos_token"] else 0
+            needs_bos = turn["need_eos_token"]
+        shape.append((pieces, specials))
+    counts = []
+    for start in range(0, len(texts), batch_size):
+        counts += count_tokens(tokenizer, texts[start:start + batch_size])
+    lengths, position = [], 0
+    for pieces, specials in shape:
+        lengths.append(specials + sum(counts[position:position + pieces]))
+        position += pieces
+    return lengths
+
+
+def count_tokens(tokenizer, texts: list[str]) -> list[int]:
+    """Tokens in each text (no special tokens added), one batch call; fast tokenizers skip building id lists (02_your_own_data)."""
+    if getattr(tokenizer, "is_fast", False):
+        return [len(encoding) for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]]
+
+
+def plot_lengths(lengths: list[int], max_length: int, path: Path):
+    """Histogram of tokens per sample with the ``max_length`` line, saved as PNG (02_your_own_data)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist(lengths, bins=30)
+    ax.axvline(max_length, color="red", linestyle="--", label=f"max_length={max_length}")
+    ax.set_xlabel("tokens per sample")
+    ax.set_ylabel("samples")
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return fig
+
+
+def too_long(lengths: list[int], max_length: int) -> list[int]:
+    """Indices of the records that ``max_length`` would truncate (02_your_own_data)."""
+    return [i for i, n in enumerate(lengths) if n > max_length]
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+def validate(path: Path, dataset_map_fn: str | None = "auto", tokenizer=None, template_name: str | None = None,
+             max_length: int | None = None) -> Report:
+    """Load any supported file and report every problem, the matching map_fn and token lengths (02_your_own_data)."""
+    loaded = formats.load_records(path)
+    records, problems = check_records(loaded)
+    expected = MATCHING_MAP_FN[loaded.fmt]
+    if dataset_map_fn != "auto" and dataset_map_fn != expected:
+        if loaded.fmt in data.MAP_FNS:
+            data.check_map_fn(loaded.fmt, dataset_map_fn, loaded.path)
+        raise DataFormatError(f"{loaded.path} is in {loaded.fmt!r} format: dataset_map_fn {expected}, not {dataset_map_fn}. "
+                              "Simplest fix: formats.convert_file to conversation JSONL, then dataset_map_fn=None.")
+    report = Report(loaded.path, loaded.fmt, expected, len(loaded.records), problems)
+    if tokenizer is not None and records:
+        report.token_counts = fast_token_lengths(records, tokenizer, template_name)
+        report.lengths = data.length_summary(report.token_counts, max_length)
+    return report
+
+
+def split_records(records: list[dict], eval_fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """A seeded train/eval split; each part keeps the original order (02_your_own_data)."""
+    if not 0 <= eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}.")
+    n_eval = round(len(records) * eval_fraction)
+    if eval_fraction and not 0 < n_eval < len(records):
+        raise ValueError(f"{len(records)} records are too few for eval_fraction={eval_fraction}.")
+    chosen = set(random.Random(seed).sample(range(len(records)), n_eval))
+    return ([r for i, r in enumerate(records) if i not in chosen], [r for i, r in enumerate(records) if i in chosen])
+
+
+# --- the real xtuner check ------------------------------------------------------------------------
+
+def write_check_config(profile: Profile, base_model: Path, data_file: Path, configs_dir: Path, system: str = "",
+                       overwrite: bool = False) -> Path:
+    """A course config that trains on ``data_file``, for ``xtuner check-custom-dataset`` (02_your_own_data)."""
+    folder = Path(configs_dir) / CHECK_DIR
+    copied = xconfig.copy_config(profile.base_config, folder, overwrite=overwrite)
+    edits = xconfig.course_edits(profile, base_model, data_file, "conversation", ["hello"], system=system)
+    return xconfig.write_edited(copied, folder / f"check_{Path(data_file).stem}.py", edits, overwrite=overwrite)
+
+
+def check_custom_dataset(config: Path, log_path: Path | None = None) -> cli.XtunerRun:
+    """Run the real ``xtuner check-custom-dataset CONFIG``; judged by its output, not its exit code (02_your_own_data)."""
+    run = cli.run_xtuner("check-custom-dataset", str(config), log_path=log_path, env={"PYTHONWARNINGS": "ignore"})
+    cli.require("encoded input_ids" in run.output and run.traceback is None, run, "encoded samples",
+                "Read the error above: usually the data format and dataset_map_fn do not match.")
+    return run
+
+
+def check_output_sections(output: str) -> dict[str, str]:
+    """The ``#### title ####`` sections that ``xtuner check-custom-dataset`` prints, by title (02_your_own_data)."""
+    sections, title = {}, None
+    for line in output.splitlines():
+        if line.startswith("#" * 20) and line.endswith("#" * 20):
+            title = line.strip("# ").strip("`")
+            sections[title] = ""
+        elif title is not None and not line.startswith(("Map", "Flattening", "Setting", "Generating", "Filter")):
+            sections[title] += line + "\n"
+    return {k: v.strip() for k, v in sections.items()}

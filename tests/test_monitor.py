@@ -1,0 +1,81 @@
+"""The training monitor follows xtuner's real log format; stop and resume; multi-GPU commands."""
+
+import pytest
+
+from helpers import monitor, training
+
+ITER = "\x1b[4m\x1b[97mINFO\x1b[0m"  # mmengine colours its level names
+
+
+def log(i, total=10, loss=1.0):
+    return (f"11/24 11:40:0{i % 10} - mmengine - {ITER} - Iter(train) [{i:>2}/{total}]  lr: 1.0e-04  eta: 0:00:10  "
+            f"time: 0.5  data_time: 0.01  grad_norm: 1.0  loss: {loss:.4f}")
+
+
+def test_monitor_collects_iterations_and_samples():
+    mon = monitor.TrainingMonitor(progress=False, live=False)
+    for line in [log(1, loss=2.0), f"11/24 11:40:01 - mmengine - {ITER} - Sample output:", "<|im_start|>user",
+                 "你是谁？<|im_end|>", "<|im_start|>assistant", "我是小智。<|im_end|>", "", log(2, loss=1.5)]:
+        mon(line)
+    mon.close()
+    assert [r["iter"] for r in mon.rows] == [1, 2] and mon.rows[-1]["loss"] == 1.5
+    assert mon.samples == ["<|im_start|>user\n你是谁？<|im_end|>\n<|im_start|>assistant\n我是小智。<|im_end|>"]
+
+
+def test_monitor_stops_after_the_checkpoint_iteration():
+    mon = monitor.TrainingMonitor(progress=False, live=False, stop_at=5)
+    for i in range(1, 6):
+        mon(log(i))
+    with pytest.raises(monitor.StopTraining):
+        mon(log(6))
+    assert mon.rows[-1]["iter"] == 5
+
+
+def test_sample_at_the_end_of_output_is_kept():
+    mon = monitor.TrainingMonitor(progress=False, live=False)
+    mon(f"11/24 11:40:01 - mmengine - {ITER} - Sample output:")
+    mon("last answer")
+    mon.close()
+    assert mon.samples == ["last answer"]
+
+
+def test_single_node_command():
+    assert training.distributed_commands("c.py", "w", gpus_per_node=8) == [
+        "NPROC_PER_NODE=8 xtuner train c.py --work-dir w --deepspeed deepspeed_zero2"]
+
+
+def test_multi_node_commands_one_per_node():
+    commands = training.distributed_commands("c.py", "w", gpus_per_node=4, nnodes=2, master_addr="10.0.0.1",
+                                             deepspeed="deepspeed_zero3_offload", port=29600)
+    assert commands == [
+        f"NPROC_PER_NODE=4 NNODES=2 NODE_RANK={rank} ADDR=10.0.0.1 PORT=29600 "
+        "xtuner train c.py --work-dir w --deepspeed deepspeed_zero3_offload" for rank in (0, 1)]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(gpus_per_node=8, deepspeed="zero2"), "xtuner ships deepspeed_zero1"),
+    (dict(gpus_per_node=0), "at least 1"),
+    (dict(gpus_per_node=8, nnodes=2), "needs master_addr"),
+])
+def test_bad_distributed_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        training.distributed_commands("c.py", "w", **kwargs)
+
+
+def test_stop_and_resume_for_real(tmp_path, tiny_model):
+    """Stop a real tiny run after its first checkpoint, resume it, and get a continuous loss curve."""
+    from helpers import data, profiles, xconfig
+
+    prof = profiles.get_profile("tiny", max_iters=20, save_steps=10, evaluation_freq=20, max_new_tokens=4)
+    train_file = data.write_jsonl(data.build_self_cognition("小智", "书生学员", 40), tmp_path / "d.jsonl")
+    copied = xconfig.copy_config(prof.base_config, tmp_path)
+    config = xconfig.write_edited(copied, tmp_path / "c.py",
+                                  xconfig.course_edits(prof, tiny_model, train_file, "conversation", ["hi"]))
+    first = training.train(config, tmp_path / "w", progress=False, stop_at=10)
+    assert first.stopped and first.checkpoint.name == "iter_10.pth"
+    assert not (tmp_path / "w" / "iter_20.pth").exists()
+    second = training.train(config, tmp_path / "w", progress=False, resume=True)
+    assert not second.stopped and second.checkpoint.name == "iter_20.pth"
+    assert training.read_scalars(tmp_path / "w", last_run_only=True)[0]["iter"] == 11
+    assert [r["iter"] for r in training.read_scalars(tmp_path / "w")] == list(range(1, 21))
+    assert second.peak_rss_gb > 0.2
