@@ -49,7 +49,10 @@ def test_cpu_profiles_load_with_cpu_adaptations(copied, tmp_path, train_file, na
     assert cfg.optim_wrapper.type.__name__ == "OptimWrapper" and "loss_scale" not in cfg.optim_wrapper
     assert cfg.env_cfg.dist_cfg.backend == "gloo"
     assert str(cfg.model.llm.torch_dtype) == "torch.float32"
-    assert str(cfg.model.llm.quantization_config.bnb_4bit_compute_dtype) == "torch.float32"
+    if prof.method == "qlora":
+        assert str(cfg.model.llm.quantization_config.bnb_4bit_compute_dtype) == "torch.float32"
+    else:
+        assert "quantization_config" not in cfg.model.llm
     assert cfg.model.lora.r == prof.lora_r and cfg.lr == prof.lr
     assert cfg.param_scheduler[0].end == prof.warmup_iters and cfg.param_scheduler[1].end == prof.max_iters
     assert xconfig.check_config_data(cfg) == "conversation"
