@@ -14,7 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from . import files
 from .workspace import DATASETS_DIR
 
-FORMATS = ("conversation", "openai")
+FORMATS = ("conversation", "openai")  # the formats XTuner trains on directly
+# The key that marks each format; formats.py converts the last two (02_your_own_data).
+FORMAT_KEYS = {"conversation": "conversation", "openai": "messages", "alpaca": "instruction", "sharegpt": "conversations"}
+FORMAT_NAMES = {"conversation": "'conversation' (XTuner)", "openai": "'messages' (OpenAI)",
+                "alpaca": "'instruction'/'input'/'output' (Alpaca)", "sharegpt": "'conversations' (ShareGPT)"}
 MAP_FNS = {"conversation": None, "openai": "openai_map_fn"}  # the dataset_map_fn each format needs
 
 
@@ -198,14 +202,14 @@ def read_jsonl(path: Path) -> list[dict]:
     return [record for _, record in read_jsonl_numbered(path)]
 
 
-def detect_format(record: dict, where: str = "record") -> str:
-    """``conversation`` or ``openai``, from a record's keys (01_self_cognition_data)."""
-    if "conversation" in record:
-        return "conversation"
-    if "messages" in record:
-        return "openai"
+def detect_format(record: dict, where: str = "record", known: tuple[str, ...] = FORMATS) -> str:
+    """Which of the ``known`` formats a record is in, from its keys (01_self_cognition_data)."""
+    for fmt in known:
+        if FORMAT_KEYS[fmt] in record:
+            return fmt
     raise DataFormatError(
-        f"{where}: unknown format with keys {sorted(record)}. Expected 'conversation' (XTuner) or 'messages' (OpenAI)."
+        f"{where}: unknown format with keys {sorted(record)}. Expected one of: "
+        f"{', '.join(FORMAT_NAMES[f] for f in known)}. Rename the keys, or convert the file first (notebook 02)."
     )
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from . import data, files
 from .data import DataFormatError
 
-FORMATS = ("conversation", "openai", "alpaca", "sharegpt")
-FORMAT_KEYS = {"conversation": "conversation", "openai": "messages", "alpaca": "instruction", "sharegpt": "conversations"}
+FORMATS = (*data.FORMATS, "alpaca", "sharegpt")
+FORMAT_KEYS = data.FORMAT_KEYS
 SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}  # ShareGPT "from" -> OpenAI role
 RECORD_SUFFIXES = (".jsonl", ".json")
 TABLE_SUFFIXES = (".xlsx", ".csv")
@@ -68,14 +68,7 @@ def read_records(path: Path) -> list[tuple[str, dict]]:
 
 def detect_format(record: dict, where: str = "record") -> str:
     """``conversation``, ``openai``, ``alpaca`` or ``sharegpt``, from a record's keys (02_your_own_data)."""
-    for fmt, key in FORMAT_KEYS.items():
-        if key in record:
-            return fmt
-    raise DataFormatError(
-        f"{where}: unknown format with keys {sorted(record)}. Expected one of: 'conversation' (XTuner), "
-        "'messages' (OpenAI), 'instruction'/'input'/'output' (Alpaca), 'conversations' (ShareGPT). "
-        "Rename the keys, or convert the file first."
-    )
+    return data.detect_format(record, where, FORMATS)
 
 
 def load_records(path: Path) -> Loaded:
