@@ -2,10 +2,12 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
+LAB_IP ?=
+LAB_PORT ?=
 
 .PHONY: install course test preflight lab clean
 
-install:
+install:  ## make .venv on the active Python (keeping its torch), install the stack, register the Jupyter kernel
 	bash scripts/install.sh $(VENV)
 
 course: install  ## run notebooks 00 -> 06 on the embedded default (cpu profile) and write a report
@@ -17,8 +19,8 @@ test: install  ## unit tests, notebook structure tests, every notebook under nbm
 preflight: install  ## instructors: check this machine for PROFILE (exit status 1 on a failure)
 	$(PY) -m helpers.preflight --profile $(PROFILE)
 
-lab: install  ## open the notebooks in JupyterLab
-	$(VENV)/bin/jupyter lab notebooks
+lab: install  ## JupyterLab on notebooks/ (as root too); LAB_IP / LAB_PORT choose where it listens
+	$(PY) -m helpers.lab $(if $(LAB_IP),--ip $(LAB_IP)) $(if $(LAB_PORT),--port $(LAB_PORT))
 
-clean:  ## remove the working folder (everything the course produced)
-	rm -rf workspace
+clean:  ## delete the working folder in use ($$COURSE_WORKDIR, ./workspace, or AutoDL's data disk) and say which
+	$(if $(wildcard $(PY)),$(PY),python3) -m helpers.workspace clean

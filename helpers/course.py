@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from . import files
+from . import files, install
 from .workspace import NOTEBOOKS_DIR, get_workspace
 
 
@@ -25,7 +25,7 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict) -> float:
 
     declared = papermill.inspect_notebook(str(path))
     start = time.time()
-    papermill.execute_notebook(str(path), str(out_dir / path.name), kernel_name="python3", cwd=str(path.parent),
+    papermill.execute_notebook(str(path), str(out_dir / path.name), kernel_name=install.KERNEL_NAME, cwd=str(path.parent),
                                parameters={k: v for k, v in parameters.items() if k in declared},
                                progress_bar=False)
     return time.time() - start

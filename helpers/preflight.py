@@ -16,7 +16,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import env, files
+from . import env, files, install, platforms
+from .install import nvidia_driver_cuda
 from .profiles import Profile, get_profile
 
 DOCS = "docs/troubleshooting.md"
@@ -43,18 +44,6 @@ def check_python() -> Check:
     return Check("python", "fail", version, f"Use Python 3.11 (conda create -n xtuner-course python=3.11). {DOCS}#5")
 
 
-def nvidia_driver_cuda() -> str | None:
-    """The CUDA version the NVIDIA driver supports, from ``nvidia-smi``; None without a driver (00_environment)."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    found = re.search(r"CUDA Version:\s*([\d.]+)", out)
-    return found.group(1) if found else None
-
-
 def check_torch(profile: Profile) -> Check:
     """torch imports, and sees the GPU when the driver has one (00_environment)."""
     try:
@@ -64,7 +53,11 @@ def check_torch(profile: Profile) -> Check:
     detail = f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}"
     driver = nvidia_driver_cuda()
     if torch.cuda.is_available():
-        return Check("torch", "pass", f"{detail}, GPU visible")
+        return Check("torch", "pass", f"{detail}, GPU visible (driver CUDA {driver or '?'})")
+    if driver and torch.version.cuda and install.version_tuple(torch.version.cuda) > install.version_tuple(driver):
+        return Check("torch", "fail", f"{detail}: built for a newer CUDA than the driver supports ({driver})",
+                     f"Use a torch built for CUDA <= {driver}: the platform's own (remove .venv and run `make install` "
+                     f"inside the platform's environment; it never replaces a torch that is there). {DOCS}#21")
     if driver:
         return Check("torch", "fail", f"{detail}; nvidia-smi shows a GPU (driver CUDA {driver}) that torch cannot see",
                      f"Install a torch built for CUDA <= {driver}, or keep the platform's torch "
@@ -110,11 +103,12 @@ def check_xtuner_cli() -> Check:
 
 def check_pins() -> Check:
     """transformers, mmengine, peft and friends at the versions the course is tested with (00_environment)."""
+    pins = env.pinned()
     wrong = [f"{r['package']} {r['installed']} (want {r['pinned']})" for r in env.versions()
-             if r["package"] in env.PINNED and not r["ok"]]
+             if r["package"] in pins and not r["ok"]]
     if wrong:
         return Check("pinned versions", "fail", "; ".join(wrong), f"Run `make install` to install the pins. {DOCS}#2")
-    return Check("pinned versions", "pass", ", ".join(f"{k} {v}" for k, v in env.PINNED.items()))
+    return Check("pinned versions", "pass", ", ".join(f"{k} {v}" for k, v in pins.items()))
 
 
 def check_deepspeed(profile: Profile) -> Check:
@@ -126,6 +120,49 @@ def check_deepspeed(profile: Profile) -> Check:
         return Check("deepspeed", "fail", f"missing: {', '.join(missing)}",
                      f"pip install deepspeed mpi4py (conda install mpi4py if it segfaults). {DOCS}#7")
     return Check("deepspeed", "pass", f"deepspeed {importlib.metadata.version('deepspeed')}, mpi4py present")
+
+
+def check_install(python_prefix: Path | None = None) -> list[Check]:
+    """torch and bitsandbytes are still what `make install` planned, and torchvision imports (00_environment)."""
+    plan_file = Path(python_prefix or sys.prefix) / install.PLAN_FILE
+    if not plan_file.is_file():
+        return [Check("install plan", "warn", f"no {plan_file}: this environment was not made by `make install`",
+                      "Run `make install` (it prints its plan and keeps the platform's torch).")]
+    import json
+
+    plan = json.loads(plan_file.read_text())["plan"]
+    now = {name: install.installed_version(name) for name in ("torch", "bitsandbytes")}
+    moved = [f"{name} {plan[name]} -> {now[name]}" for name in now if now[name] != plan[name]]
+    if moved:
+        return [Check("install plan", "fail", f"changed since `make install`: {'; '.join(moved)}",
+                      f"A pip install without the course's constraints replaced them: remove .venv and run "
+                      f"`make install` again in the platform's environment. {DOCS}#21")]
+    checks = [Check("install plan", "pass", f"torch {now['torch']} kept as planned; bitsandbytes {now['bitsandbytes']} "
+                    f"({'CPU and GPU 4-bit' if now['bitsandbytes'] == install.BNB_CPU_4BIT else 'GPU-only 4-bit: torch < 2.3'})")]
+    try:
+        import torchvision  # noqa: F401  (xtuner imports it)
+    except Exception as exc:
+        checks.append(Check("torchvision", "fail", f"import failed: {str(exc)[:160]}",
+                            f"Install the torchvision built for this torch ({plan['torchvision']}). {DOCS}#19"))
+    return checks
+
+
+def check_kernel() -> Check:
+    """The Jupyter kernel ``xtuner-course`` exists for this user and runs this environment's Python (00_environment)."""
+    import json
+
+    from jupyter_core.paths import jupyter_data_dir
+
+    spec = Path(jupyter_data_dir()) / "kernels" / install.KERNEL_NAME / "kernel.json"
+    fix = (f"Run `make install`, or `{sys.executable} -m ipykernel install --user --name {install.KERNEL_NAME} "
+           f"--display-name \"{install.KERNEL_DISPLAY_NAME}\"`.")
+    if not spec.is_file():
+        return Check("jupyter kernel", "fail", f"no kernel {install.KERNEL_NAME!r} in {spec.parent.parent}", fix)
+    python = json.loads(spec.read_text())["argv"][0]
+    if Path(python).absolute() != Path(sys.executable).absolute():
+        return Check("jupyter kernel", "warn", f"{install.KERNEL_NAME!r} runs {python}, not this environment's "
+                     f"{sys.executable} (another copy of the course?)", fix)
+    return Check("jupyter kernel", "pass", f"'{install.KERNEL_DISPLAY_NAME}' -> {python}")
 
 
 def model_params(profile: Profile, model_path: str | None = None) -> float:
@@ -158,6 +195,9 @@ def check_resources(profile: Profile, workdir: Path, params: float) -> list[Chec
                  f"{free:.1f} GB free at {workdir}; needs {disk_need:.1f} GB "
                  f"(download {need['download_gb']}, merge {need['merge_disk_gb']}, checkpoints {need['checkpoints_gb']})",
                  "" if free >= disk_need else f"Free space or set COURSE_WORKDIR to a bigger disk (AutoDL: /root/autodl-tmp). {DOCS}#11")
+    if disk.status == "pass" and platforms.detect_platform() == "autodl" and not platforms.on_data_disk(workdir):
+        disk = Check("disk", "warn", f"{disk.detail}; this is AutoDL's small system disk",
+                     f"Clone the course into {platforms.autodl_data_disk()} or set COURSE_WORKDIR there.")
     memory = Check("RAM", "pass" if ram >= need["ram_gb"] else "warn", f"{ram} GB; needs about {need['ram_gb']} GB",
                    "" if ram >= need["ram_gb"] else f"Close other programs or use a smaller model. {DOCS}#11")
     return [disk, memory]
@@ -183,15 +223,14 @@ def modelscope_reachable(timeout: float = 3.0) -> bool:
 
 def check_platform(profile: Profile, model_path: str | None = None) -> Check:
     """AutoDL / InternStudio / other, and whether the base model can be had (00_environment)."""
-    from .models import INTERNSTUDIO_MODELS
-
-    name = env.detect_platform()
-    notes = {"internstudio": f"models in {INTERNSTUDIO_MODELS}", "autodl": "use the data disk /root/autodl-tmp",
+    shared = platforms.internstudio_models()
+    name = platforms.detect_platform()
+    notes = {"internstudio": f"models in {shared}", "autodl": f"data disk {platforms.autodl_data_disk()}",
              "other": "no platform conventions"}
     detail = f"{name}: {notes[name]}"
     if profile.model in ("smollm2", "tiny") or model_path:
         return Check("platform", "pass", f"{detail}; base model is local")
-    if (INTERNSTUDIO_MODELS / profile.model).is_dir():
+    if (shared / profile.model).is_dir():
         return Check("platform", "pass", f"{detail}; {profile.model} is in the shared folder")
     if modelscope_reachable():
         return Check("platform", "pass", f"{detail}; ModelScope reachable for {profile.model}")
@@ -201,8 +240,8 @@ def check_platform(profile: Profile, model_path: str | None = None) -> Check:
 
 def run_checks(profile: Profile, workdir: Path, model_path: str | None = None) -> list[Check]:
     """Every pre-flight check for ``profile`` (00_environment)."""
-    checks = [check_python(), check_torch(profile), check_bitsandbytes(profile), check_xtuner_cli(), check_pins(),
-              check_deepspeed(profile)]
+    checks = [check_python(), check_torch(profile), *check_install(), check_bitsandbytes(profile), check_xtuner_cli(),
+              check_pins(), check_deepspeed(profile), check_kernel()]
     checks += check_resources(profile, workdir, model_params(profile, model_path))
     return checks + [check_mkl(), check_platform(profile, model_path)]
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import platforms
 
 ENV_VAR = "COURSE_WORKDIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +72,49 @@ class Workspace:
         return [(str(self.root / name), why) for name, why in LAYOUT.items()]
 
 
+def workdir_path(root: str | os.PathLike | None = None) -> Path:
+    """``root``, else ``$COURSE_WORKDIR``, else ``./workspace`` in the repo (on AutoDL: on the data disk)."""
+    chosen = root or os.environ.get(ENV_VAR) or platforms.default_workdir(REPO_ROOT)
+    return Path(chosen).expanduser().resolve()
+
+
 def get_workspace(root: str | os.PathLike | None = None) -> Workspace:
-    """The working folder: ``root``, else ``$COURSE_WORKDIR``, else ``./workspace`` in the repo (00_environment)."""
-    chosen = root or os.environ.get(ENV_VAR) or REPO_ROOT / "workspace"
-    return Workspace(Path(chosen).expanduser().resolve()).ensure()
+    """The working folder, created with its layout; on AutoDL the download caches go to the data disk (00_environment)."""
+    platforms.apply_cache_dirs()
+    return Workspace(workdir_path(root)).ensure()
+
+
+def clean_workspace(root: str | os.PathLike | None = None) -> Path | None:
+    """Delete the working folder in use; refuse a folder that is not a course working folder (``make clean``)."""
+    path = workdir_path(root)
+    if not path.exists():
+        return None
+    entries = {p.name for p in path.iterdir()}
+    if not entries <= set(LAYOUT) | {"course_state.json"}:
+        strange = sorted(entries - set(LAYOUT) - {"course_state.json"})[:5]
+        raise RuntimeError(f"{path} holds {strange}, which the course did not make: not deleting it. "
+                           f"Check {ENV_VAR} (it should name the course's working folder) or delete it by hand.")
+    shutil.rmtree(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.workspace where|clean``: print or delete the working folder in use."""
+    command = (argv if argv is not None else sys.argv[1:]) or ["where"]
+    if command == ["where"]:
+        print(workdir_path())
+        return 0
+    if command != ["clean"]:
+        print("usage: python -m helpers.workspace [where|clean]", file=sys.stderr)
+        return 2
+    try:
+        deleted = clean_workspace()
+    except RuntimeError as exc:
+        print(f"make clean: {exc}", file=sys.stderr)
+        return 1
+    print(f"deleted the working folder {deleted}" if deleted else f"nothing to delete: {workdir_path()} does not exist")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

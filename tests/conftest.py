@@ -29,3 +29,14 @@ def ws(tmp_path):
     from helpers import workspace
 
     return workspace.get_workspace(tmp_path / "workspace")
+
+
+@pytest.fixture
+def fake_root(tmp_path, monkeypatch) -> Path:
+    """A stand-in for ``/`` where a test builds a platform's folders (never the real /root)."""
+    from helpers import platforms
+
+    root = tmp_path / "fsroot"
+    root.mkdir()
+    monkeypatch.setenv(platforms.ROOT_VAR, str(root))
+    return root

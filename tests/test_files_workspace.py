@@ -1,4 +1,6 @@
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -43,3 +45,27 @@ def test_state_round_trip_and_missing_key(ws):
     assert json.loads(ws.state_file.read_text())["profile"] == "tiny"
     with pytest.raises(LookupError, match="run notebook 03 first"):
         ws.recall("config", "03")
+
+
+def test_clean_deletes_the_working_folder_in_use_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(workspace.ENV_VAR, str(tmp_path / "w"))
+    workspace.get_workspace().update_state(profile="tiny")
+    assert workspace.main(["clean"]) == 0
+    assert not (tmp_path / "w").exists() and f"deleted the working folder {tmp_path / 'w'}" in capsys.readouterr().out
+    assert workspace.main(["clean"]) == 0 and "nothing to delete" in capsys.readouterr().out
+
+
+def test_clean_refuses_a_folder_the_course_did_not_make(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    monkeypatch.setenv(workspace.ENV_VAR, str(tmp_path / "mine"))
+    assert workspace.main(["clean"]) == 1
+    assert (tmp_path / "mine" / "thesis.tex").exists() and "thesis.tex" in capsys.readouterr().err
+
+
+def test_make_clean_uses_the_same_folder(tmp_path):
+    target = tmp_path / "ws"
+    workspace.get_workspace(target)
+    out = subprocess.run(["make", "-s", "clean"], cwd=workspace.REPO_ROOT, capture_output=True, text=True,
+                         env={**os.environ, workspace.ENV_VAR: str(target)}, check=True).stdout
+    assert not target.exists() and str(target) in out

@@ -29,15 +29,15 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test$", ci, flags=re.M)
 
 
-def test_pins_agree_between_install_script_environment_and_env_check():
-    from helpers import env
+def test_pins_live_in_one_place_and_conda_cannot_pull_a_torch():
+    """helpers/install.py holds the stack's pins; environment.yml has only Python, pip and make (no torch via xtuner)."""
+    from helpers import env, install
 
-    install = (REPO / "scripts" / "install.sh").read_text()
+    assert env.pinned()["xtuner"] == install.STACK["xtuner"] == "0.2.0"
+    assert not re.search(r"[a-z]==\d", (REPO / "scripts" / "install.sh").read_text())
     environment = (REPO / "environment.yml").read_text()
-    for package, version in env.PINNED.items():
-        assert f"{package}=={version}" in install, package
-        assert f"{package}=={version}" in environment, package
-    assert "python=3.11" in environment
+    dependencies = environment.split("dependencies:")[1]
+    assert "python=3.11" in dependencies and "torch" not in dependencies and "xtuner" not in dependencies
 
 
 def test_shipped_data_files_are_valid_json():

@@ -66,13 +66,12 @@ def _fake_model(folder):
     return folder
 
 
-def test_gpu_resolution_prefers_internstudio_share(tmp_path, monkeypatch):
-    shared = _fake_model(tmp_path / "share" / profiles.INTERNLM2_CHAT_1_8B)
-    monkeypatch.setattr(models, "INTERNSTUDIO_MODELS", tmp_path / "share")
+def test_gpu_resolution_prefers_internstudio_share(tmp_path, fake_root):
+    shared = _fake_model(fake_root / "root/share/new_models" / profiles.INTERNLM2_CHAT_1_8B)
     assert models.prepare_base_model(profiles.get_profile("gpu"), tmp_path / "models") == shared
 
 
-def test_gpu_resolution_downloads_with_modelscope_into_autodl_disk(tmp_path, monkeypatch):
+def test_gpu_resolution_downloads_with_modelscope_into_autodl_disk(tmp_path, monkeypatch, fake_root):
     import sys
     import types
 
@@ -82,19 +81,16 @@ def test_gpu_resolution_downloads_with_modelscope_into_autodl_disk(tmp_path, mon
         calls.append((model_id, cache_dir))
         return str(_fake_model(tmp_path / "dl" / "internlm2-chat-1_8b"))
 
-    monkeypatch.setattr(models, "INTERNSTUDIO_MODELS", tmp_path / "no-share")
-    monkeypatch.setattr(models, "AUTODL_DATA_DISK", tmp_path / "autodl-tmp")
-    (tmp_path / "autodl-tmp").mkdir()
+    (fake_root / "root/autodl-tmp").mkdir(parents=True)
     monkeypatch.setitem(sys.modules, "modelscope", types.SimpleNamespace(snapshot_download=snapshot_download))
     path = models.prepare_base_model(profiles.get_profile("gpu"), tmp_path / "models")
     assert path.name == "internlm2-chat-1_8b"
-    assert calls == [(profiles.INTERNLM2_CHAT_1_8B, str(tmp_path / "autodl-tmp" / "models"))]
+    assert calls == [(profiles.INTERNLM2_CHAT_1_8B, str(fake_root / "root/autodl-tmp/models"))]
 
 
-def test_gpu_resolution_without_modelscope_says_what_to_do(tmp_path, monkeypatch):
+def test_gpu_resolution_without_modelscope_says_what_to_do(tmp_path, monkeypatch, fake_root):
     import sys
 
-    monkeypatch.setattr(models, "INTERNSTUDIO_MODELS", tmp_path / "no-share")
     monkeypatch.setitem(sys.modules, "modelscope", None)  # import fails
     with pytest.raises(models.ModelNotFoundError, match="pip install modelscope"):
         models.prepare_base_model(profiles.get_profile("gpu"), tmp_path / "models")

@@ -34,10 +34,56 @@ def test_old_python_fails(monkeypatch):
     assert check.status == "fail" and "Python 3.11" in check.fix
 
 
-def test_gpu_visible_to_driver_but_not_torch(monkeypatch, cpu):
+def test_torch_built_for_newer_cuda_than_the_driver_fails(monkeypatch, cpu):
+    import torch
+
     monkeypatch.setattr(preflight, "nvidia_driver_cuda", lambda: "12.2")
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    check = preflight.check_torch(cpu)
+    assert check.status == "fail" and "newer CUDA than the driver supports (12.2)" in check.detail
+    assert "troubleshooting.md#21" in check.fix
+
+
+def test_cpu_torch_beside_a_driver_fails_with_the_driver_version(monkeypatch, cpu):
+    import torch
+
+    monkeypatch.setattr(preflight, "nvidia_driver_cuda", lambda: "12.2")
+    monkeypatch.setattr(torch.version, "cuda", None)
     check = preflight.check_torch(cpu)
     assert check.status == "fail" and "CUDA <= 12.2" in check.fix and "troubleshooting.md#6" in check.fix
+
+
+def test_install_plan_kept_and_kernel_registered_here(tmp_path):
+    plan, *rest = preflight.check_install()
+    assert plan.status == "pass" and "kept as planned" in plan.detail and rest == []
+    kernel = preflight.check_kernel()
+    assert kernel.status in ("pass", "warn") and "xtuner-course" in kernel.detail
+
+
+def test_torch_replaced_after_install_fails(tmp_path):
+    import json
+
+    from helpers import install
+
+    plan = {"plan": {"torch": "2.1.2", "bitsandbytes": "0.45.0", "torchvision": "0.16.2"}}
+    (tmp_path / install.PLAN_FILE).write_text(json.dumps(plan))
+    check, = preflight.check_install(tmp_path)
+    assert check.status == "fail" and f"torch 2.1.2 -> {install.installed_version('torch')}" in check.detail
+    assert "troubleshooting.md#21" in check.fix
+
+
+def test_missing_kernel_fails_with_the_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path))
+    check = preflight.check_kernel()
+    assert check.status == "fail" and "ipykernel install --user --name xtuner-course" in check.fix
+
+
+def test_autodl_system_disk_warns(fake_root, tmp_path):
+    (fake_root / "root" / "autodl-tmp").mkdir(parents=True)
+    disk, _ = preflight.check_resources(profiles.get_profile("cpu"), tmp_path, 134.5e6)
+    assert disk.status == "warn" and "system disk" in disk.detail and "autodl-tmp" in disk.fix
+    on_disk, _ = preflight.check_resources(profiles.get_profile("cpu"), fake_root / "root" / "autodl-tmp", 134.5e6)
+    assert on_disk.status == "pass"
 
 
 def test_gpu_profile_without_gpu_fails(monkeypatch):
@@ -101,14 +147,11 @@ def test_conflicting_mkl_layer_warns(monkeypatch):
     assert check.status == "warn" and "MKL_THREADING_LAYER=GNU" in check.fix
 
 
-def test_gpu_model_unreachable_fails_and_shared_folder_passes(monkeypatch, tmp_path):
-    from helpers import models
-
+def test_gpu_model_unreachable_fails_and_shared_folder_passes(monkeypatch, fake_root):
     gpu = profiles.get_profile("gpu")
     monkeypatch.setattr(preflight, "modelscope_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(models, "INTERNSTUDIO_MODELS", tmp_path / "share")
     assert preflight.check_platform(gpu).status == "fail"
-    (tmp_path / "share" / gpu.model).mkdir(parents=True)
+    (fake_root / "root/share/new_models" / gpu.model).mkdir(parents=True)
     assert preflight.check_platform(gpu).status == "pass"
 
 
