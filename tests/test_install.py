@@ -45,11 +45,17 @@ def test_missing_torchvision_is_installed_without_deps_so_torch_stays(tmp_path):
     assert any("cu121 build" in r and "troubleshooting.md#19" in r for r in plan.reasons)
 
 
-def test_bitsandbytes_step_only_when_it_differs_from_xtuners_pin(tmp_path):
+def test_bitsandbytes_step_only_when_it_differs_from_xtuners_pin(tmp_path, monkeypatch):
+    monkeypatch.setattr(install, "installed_version", lambda name: None)  # a new environment
     old = dict(install.pip_steps(plan_for(torch="2.1.2", torchvision="0.16.2"), tmp_path / "c"))
     new = dict(install.pip_steps(plan_for(torch="2.4.1", torchvision="0.19.1"), tmp_path / "c"))
     assert "bitsandbytes" not in old and new["bitsandbytes"][-1] == "bitsandbytes==0.48.2"
     assert list(new) == ["xtuner", "bitsandbytes", "embedded model", "course tools"]
+
+
+def test_reinstall_over_the_stack_skips_the_xtuner_step_that_would_undo_bitsandbytes(tmp_path):
+    steps = dict(install.pip_steps(plan_for(torch="2.14.1", torchvision="0.29.1"), tmp_path / "c"))
+    assert "xtuner" not in steps and "bitsandbytes" in steps  # this environment has the stack already
 
 
 @pytest.mark.parametrize("driver, pair", [(None, ("2.14.1", "0.29.1")), ("13.0", ("2.14.1", "0.29.1")),
