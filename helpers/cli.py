@@ -7,6 +7,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,10 @@ class XtunerError(RuntimeError):
     """An xtuner command failed; the message carries its real traceback."""
 
 
+class StopRun(Exception):
+    """Raised by an ``on_line`` callback to end the command on purpose (e.g. training after a checkpoint)."""
+
+
 @dataclass
 class XtunerRun:
     """What an xtuner command printed (xtuner's own exit status is 0 even after a traceback)."""
@@ -26,6 +31,8 @@ class XtunerRun:
     command: list[str]
     output: str
     returncode: int
+    peak_rss_gb: float = 0.0  # the most resident memory the command's processes held together (RAM only)
+    stopped: bool = False  # ended on purpose by a StopRun from on_line
 
     @property
     def traceback(self) -> str | None:
@@ -57,14 +64,13 @@ def show(command: list[str]) -> str:
 def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str], None] | None = None,
                input_text: str | None = None, env: dict | None = None, cwd: Path | None = None) -> XtunerRun:
     """Run ``xtuner ARGS``, streaming each output line to ``on_line`` and ``log_path`` (03_xtuner_config)."""
-    command = xtuner_command(*args)
-    lines = []
+    command, lines, stopped = xtuner_command(*args), [], False
     log = open(log_path, "w", encoding="utf-8") if log_path else None
     try:
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
                               env=xtuner_env(env), cwd=cwd, encoding="utf-8", errors="replace",
-                              start_new_session=True) as proc:
+                              start_new_session=True) as proc, MemorySampler(proc.pid) as memory:
             try:
                 if input_text is not None:
                     proc.stdin.write(input_text)
@@ -75,14 +81,58 @@ def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str]
                         log.write(line)
                         log.flush()
                     if on_line:
-                        on_line(line.rstrip("\n"))  # may raise (e.g. StopTraining) to end the run
+                        on_line(line.rstrip("\n"))  # may raise StopRun to end the run on purpose
+            except StopRun:
+                stop_group(proc)
+                stopped = True
             except BaseException:
                 stop_group(proc)
                 raise
     finally:
         if log:
             log.close()
-    return XtunerRun(command, "".join(lines), proc.returncode)
+    return XtunerRun(command, "".join(lines), proc.returncode, memory.peak_gb, stopped)
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of every process in process group ``pgid`` (xtuner and the python it starts), from /proc."""
+    total, page = 0, os.sysconf("SC_PAGE_SIZE")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:  # fields after the command name: state ppid pgrp
+                total += int(Path(entry.path, "statm").read_text().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we looked
+    return total
+
+
+class MemorySampler:
+    """Samples one process group's resident memory in a background thread; ``peak_gb`` after the run."""
+
+    def __init__(self, pgid: int, every: float = 0.5):
+        self.pgid, self.every, self.peak = pgid, every, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, group_rss_bytes(self.pgid))
+            self._done.wait(self.every)
+
+    @property
+    def peak_gb(self) -> float:
+        return round(self.peak / 1e9, 2)
+
+    def __enter__(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
+from . import cli
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOG_LINE = re.compile(r"^\d\d/\d\d \d\d:\d\d:\d\d - mmengine")
 SAMPLE_START = "Sample output:"
 
 
-class StopTraining(Exception):
+class StopTraining(cli.StopRun):
     """Raised by the monitor to end a run cleanly once a checkpoint is safely written."""
 
 

@@ -31,7 +31,7 @@ class TrainResult:
     work_dir: Path
     seconds: float
     stopped: bool = False  # ended on purpose (stop_at) before max_iters
-    peak_rss_gb: float = 0.0  # peak memory of the training process (RAM; GPU memory is not included)
+    peak_rss_gb: float = 0.0  # peak memory of this run's processes (RAM; GPU memory is not included)
     losses: list[float] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
 
@@ -63,7 +63,7 @@ def train(config: Path, work_dir: Path, deepspeed: str | None = None, resume: bo
     ``stop_at=N`` ends the run cleanly once the checkpoint of iteration N is written (resume it with
     ``resume=True``); interrupting the kernel also stops xtuner and everything it started.
     """
-    from .monitor import StopTraining, TrainingMonitor
+    from .monitor import TrainingMonitor
 
     work_dir = Path(work_dir)
     if list_checkpoints(work_dir) and not (overwrite or resume):
@@ -74,34 +74,29 @@ def train(config: Path, work_dir: Path, deepspeed: str | None = None, resume: bo
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     args, log_path = train_args(config, work_dir, deepspeed, resume), work_dir / "xtuner_train.log"
-    monitor, start, stopped = TrainingMonitor(progress=progress, live=live, stop_at=stop_at), time.time(), False
+    monitor, start, before = TrainingMonitor(progress=progress, live=live, stop_at=stop_at), time.time(), _stamps(work_dir)
     try:
         run = cli.run_xtuner(*args, log_path=log_path, on_line=monitor, env=RESUME_ENV if resume else None)
-    except StopTraining:
-        stopped = True
-        run = cli.XtunerRun(cli.xtuner_command(*args), log_path.read_text(encoding="utf-8"), -15)
     except KeyboardInterrupt:
         print(f"Training interrupted; xtuner stopped. Continue with resume=True from {_newest_or_none(work_dir)}.")
         raise
     finally:
         monitor.close()
-    fresh = [c for c in list_checkpoints(work_dir) if c.stat().st_mtime >= start]
-    cli.require(bool(fresh) and (stopped or run.traceback is None), run, "a new checkpoint",
+    fresh = set(_stamps(work_dir).items()) - set(before.items())
+    cli.require(bool(fresh) and (run.stopped or run.traceback is None), run, "a new checkpoint",
                 "Read the traceback below; docs/troubleshooting.md lists the usual causes.")
-    return TrainResult(run, latest_checkpoint(work_dir), work_dir, time.time() - start, stopped, peak_child_rss_gb(),
+    return TrainResult(run, latest_checkpoint(work_dir), work_dir, time.time() - start, run.stopped, run.peak_rss_gb,
                        [r["loss"] for r in monitor.rows], monitor.samples)
+
+
+def _stamps(work_dir: Path) -> dict[Path, int]:
+    """Each checkpoint with its modification time: a checkpoint is new if it was not here, or was rewritten."""
+    return {c: c.stat().st_mtime_ns for c in list_checkpoints(work_dir)}
 
 
 def _newest_or_none(work_dir: Path) -> Path | None:
     found = list_checkpoints(work_dir)
     return found[-1] if found else None
-
-
-def peak_child_rss_gb() -> float:
-    """The largest resident memory any finished child process of this one reached, in GB (04_train)."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9, 2)
 
 
 DEEPSPEED_CONFIGS = ("deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero2_offload", "deepspeed_zero3",

@@ -66,3 +66,18 @@ def test_failed_conversion_leaves_nothing_behind(tmp_path, tiny_model):
     with pytest.raises(cli.XtunerError, match="did not produce a LoRA adapter"):
         convert.pth_to_hf(tmp_path / "c.py", bogus, tmp_path / "hf")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.py", "iter_1.pth"]
+
+
+def test_memory_sampler_measures_one_process_group_only(tmp_path):
+    """A child holding ~300 MB is measured as such; a later small one is not credited with it."""
+    import subprocess
+
+    def peak_of(code: str) -> float:
+        proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        with cli.MemorySampler(proc.pid, every=0.1) as memory:
+            proc.wait()
+        return memory.peak_gb
+
+    big = peak_of("import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)")
+    small = peak_of("import time; time.sleep(1.0)")
+    assert 0.3 <= big < 0.5 and small < 0.05

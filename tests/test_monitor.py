@@ -72,7 +72,8 @@ def test_stop_and_resume_for_real(tmp_path, tiny_model):
     config = xconfig.write_edited(copied, tmp_path / "c.py",
                                   xconfig.course_edits(prof, tiny_model, train_file, "conversation", ["hi"]))
     first = training.train(config, tmp_path / "w", progress=False, stop_at=10)
-    assert first.stopped and first.checkpoint.name == "iter_10.pth"
+    assert first.stopped and first.checkpoint.name == "iter_10.pth" and first.run.stopped
+    assert first.peak_rss_gb > 0.2  # measured for this run alone
     assert not (tmp_path / "w" / "iter_20.pth").exists()
     second = training.train(config, tmp_path / "w", progress=False, resume=True)
     assert not second.stopped and second.checkpoint.name == "iter_20.pth"
