@@ -180,9 +180,10 @@ def resource_needs(profile: Profile, params: float) -> dict:
 
     model_gb = params * 2 / 1e9  # bf16/fp16 on disk
     download = 0.0 if profile.model in ("smollm2", "tiny") else model_gb
+    merge_ram = model_gb * 1.2  # the merge holds the fp16 model in RAM
+    train_ram = OVERHEAD_GB["cpu"] + params * 4 * 2.5 / 1e9 if profile.device == "cpu" else 0.0  # fp32 on CPU
     return {"download_gb": round(download, 2), "merge_disk_gb": round(model_gb * 1.1, 2),
-            "checkpoints_gb": round(max(0.05, model_gb * 0.02), 2),
-            "ram_gb": round(max(OVERHEAD_GB["cpu"] + params * 4 * 2.5 / 1e9, model_gb * 1.2), 1)}
+            "checkpoints_gb": round(max(0.05, model_gb * 0.02), 2), "ram_gb": round(max(train_ram, merge_ram), 1)}
 
 
 def check_resources(profile: Profile, workdir: Path, params: float) -> list[Check]:

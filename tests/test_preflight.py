@@ -136,6 +136,11 @@ def test_full_disk_fails_with_sizes(monkeypatch, tmp_path):
     assert disk.status == "fail" and "download 3.78" in disk.detail and "autodl-tmp" in disk.fix
 
 
+def test_gpu_profile_needs_ram_for_the_merge_not_for_training_on_cpu():
+    assert preflight.resource_needs(profiles.get_profile("gpu"), 1.89e9)["ram_gb"] == pytest.approx(4.5)
+    assert preflight.resource_needs(profiles.get_profile("cpu"), 1.89e9)["ram_gb"] > 15
+
+
 def test_7b_needs_more_than_the_laptop(tmp_path):
     need = preflight.resource_needs(profiles.get_profile("gpu"), 7.7e9)
     assert need["download_gb"] == pytest.approx(15.4) and need["merge_disk_gb"] > 15
