@@ -17,7 +17,20 @@ def by_name(checks):
     return {c.name: c for c in checks}
 
 
-def test_cpu_profile_passes_here(tmp_path, cpu):
+@pytest.fixture
+def own_kernel(tmp_path, monkeypatch):
+    """This environment's user-level kernel, as `make install` registers it (in a private Jupyter data dir:
+    on a machine with several copies of the course, the real one belongs to whichever installed last)."""
+    import subprocess
+
+    from helpers import install
+
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user", "--name", install.KERNEL_NAME],
+                   check=True, capture_output=True)
+
+
+def test_cpu_profile_passes_here(tmp_path, cpu, own_kernel):
     checks = by_name(preflight.run_checks(cpu, tmp_path))
     assert all(c.status == "pass" for c in checks.values()), preflight.render(list(checks.values()))
     assert preflight.main(["--profile", "cpu", "--workdir", str(tmp_path)]) == 0
@@ -53,11 +66,22 @@ def test_cpu_torch_beside_a_driver_fails_with_the_driver_version(monkeypatch, cp
     assert check.status == "fail" and "CUDA <= 12.2" in check.fix and "troubleshooting.md#6" in check.fix
 
 
-def test_install_plan_kept_and_kernel_registered_here(tmp_path):
+def test_install_plan_kept_and_kernel_registered_here(own_kernel):
     plan, *rest = preflight.check_install()
     assert plan.status == "pass" and "kept as planned" in plan.detail and rest == []
     kernel = preflight.check_kernel()
-    assert kernel.status in ("pass", "warn") and "xtuner-course" in kernel.detail
+    assert kernel.status == "pass" and sys.executable in kernel.detail
+
+
+def test_kernel_of_another_copy_of_the_course_warns(monkeypatch, tmp_path):
+    import json
+
+    spec = tmp_path / "kernels" / "xtuner-course"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": ["/elsewhere/.venv/bin/python", "-m", "ipykernel_launcher"]}))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path))
+    check = preflight.check_kernel()
+    assert check.status == "warn" and "/elsewhere/.venv/bin/python" in check.detail and "make install" in check.fix
 
 
 def test_torch_replaced_after_install_fails(tmp_path):
