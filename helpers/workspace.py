@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import platforms
+from . import files, platforms
 
 ENV_VAR = "COURSE_WORKDIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +32,41 @@ class Workspace:
 
     root: Path
 
-    def __getattr__(self, name: str) -> Path:
-        if name in LAYOUT:
-            return self.root / name
-        raise AttributeError(name)
+    # One property per folder of LAYOUT (a test keeps the two lists equal), so editors and grep see them.
+    @property
+    def models(self) -> Path:
+        """``models/``: base models prepared for the course."""
+        return self.root / "models"
+
+    @property
+    def data(self) -> Path:
+        """``data/``: training data (JSONL)."""
+        return self.root / "data"
+
+    @property
+    def configs(self) -> Path:
+        """``configs/``: XTuner configs copied and edited by notebook 03."""
+        return self.root / "configs"
+
+    @property
+    def work_dirs(self) -> Path:
+        """``work_dirs/``: xtuner train output."""
+        return self.root / "work_dirs"
+
+    @property
+    def hf_adapter(self) -> Path:
+        """``hf_adapter/``: the LoRA adapter in Hugging Face format."""
+        return self.root / "hf_adapter"
+
+    @property
+    def merged(self) -> Path:
+        """``merged/``: base model + adapter merged."""
+        return self.root / "merged"
+
+    @property
+    def reports(self) -> Path:
+        """``reports/``: answers, comparisons, plots, executed notebooks."""
+        return self.root / "reports"
 
     def ensure(self) -> "Workspace":
         """Create the root and every sub-folder of the layout (00_environment)."""
@@ -54,10 +85,8 @@ class Workspace:
 
     def update_state(self, **values) -> dict:
         """Record ``values`` for the later notebooks (paths are stored as strings) (00_environment)."""
-        from .files import atomic_write_text
-
         state = self.read_state() | {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
-        atomic_write_text(self.state_file, json.dumps(state, ensure_ascii=False, indent=2) + "\n", overwrite=True)
+        files.atomic_write_text(self.state_file, json.dumps(state, ensure_ascii=False, indent=2) + "\n", overwrite=True)
         return state
 
     def recall(self, key: str, notebook: str):
