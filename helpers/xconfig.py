@@ -9,9 +9,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cli, files
-from .data import MAP_FNS
+from . import cli, files, formats, validation
 from .profiles import Profile
+
+CHECK_DIR = "own_data"  # sub-folder of configs/ for the config that `xtuner check-custom-dataset` reads
 
 
 class ConfigEditError(ValueError):
@@ -73,7 +74,7 @@ def apply_edits(text: str, edits: list[Edit], source: str = "config") -> str:
 def course_edits(profile: Profile, model_path: Path, data_path: Path, data_format: str,
                  evaluation_inputs: list[str], system: str = "") -> list[Edit]:
     """Every change from the built-in InternLM2 QLoRA config to the course's config (03_xtuner_config)."""
-    map_fn = MAP_FNS[data_format]
+    map_fn = formats.FORMATS[data_format].map_fn
     edits = [
         setting("pretrained_model_name_or_path", repr(str(model_path))),
         Edit("rename alpaca_en_path to data_path", r"^alpaca_en_path = .*$", f"data_path = {str(data_path)!r}"),
@@ -162,6 +163,15 @@ def write_edited(source: Path, dest: Path, edits: list[Edit], overwrite: bool = 
     return files.atomic_write_text(dest, text, overwrite=overwrite)
 
 
+def write_check_config(profile: Profile, base_model: Path, data_file: Path, configs_dir: Path, system: str = "",
+                       overwrite: bool = False) -> Path:
+    """A course config that trains on ``data_file``, for ``xtuner check-custom-dataset`` (02_your_own_data)."""
+    folder = Path(configs_dir) / CHECK_DIR
+    copied = copy_config(profile.base_config, folder, overwrite=overwrite)
+    edits = course_edits(profile, base_model, data_file, "conversation", ["hello"], system=system)
+    return write_edited(copied, folder / f"check_{Path(data_file).stem}.py", edits, overwrite=overwrite)
+
+
 def unified_diff(before: Path, after: Path) -> str:
     """The learner-facing diff between two config files (03_xtuner_config)."""
     a = Path(before).read_text(encoding="utf-8").splitlines(keepends=True)
@@ -181,9 +191,7 @@ def load_config(path: Path):
 
 def check_config_data(cfg) -> str:
     """Validate the config's training file against its ``dataset_map_fn`` before training; returns the format (03_xtuner_config)."""
-    from .data import validate_file
-
     dataset = cfg.train_dataloader.dataset
     map_fn = dataset.dataset_map_fn
     name = None if map_fn is None else getattr(map_fn, "__name__", str(map_fn))
-    return validate_file(Path(dataset.dataset.data_files["train"]), name)
+    return validation.validate_file(Path(dataset.dataset.data_files["train"]), name)

@@ -50,7 +50,7 @@ def test_shipped_files_load_convert_and_come_back(name, fmt, n, lossless):
     loaded = formats.load_records(DATASETS_DIR / name)
     assert loaded.fmt == fmt and len(loaded.records) == n
     converted = formats.convert_loaded(loaded)
-    assert data.schema_errors(converted, "conversation") == []
+    assert formats.schema_errors(converted) == []
     assert ([formats.from_conversation(r, fmt) for r in converted] == loaded.records) is lossless
 
 
@@ -255,9 +255,56 @@ def test_table_types_and_unsupported_table(tmp_path):
         formats.read_table(tmp_path / "nope.xlsx")
 
 
-def test_non_utf8_csv_is_named(tmp_path):
-    path = _bad_file(tmp_path, "gbk.csv", "问题,回答\n你好,再见\n".encode("gbk"))
-    with pytest.raises(data.DataFormatError, match=r"gbk.csv, line 1: not UTF-8"):
+# --- learners' real files: title rows above the header, CSV saved by Excel on Chinese Windows ---------------
+
+TITLED = [["2025 年职业咨询问答汇总", None, None], [None, None, None], ["编号", "问题", "回答"],
+          [1, "怎么写简历？", "一页，突出成果。"], [2, "面试穿什么？", None], [3, "要不要跳槽？", "先想清楚目标。"]]
+
+
+def test_header_below_a_title_row_is_found_and_rows_keep_excel_numbers(tmp_path):
+    path = write_xlsx(tmp_path / "titled.xlsx", TITLED)
+    table = formats.read_table(path, columns=["问题", "回答"])
+    assert list(table.columns) == ["编号", "问题", "回答"] and list(table.index) == [4, 5, 6]
+    assert table.attrs["header_row"] == 3 and table.loc[6, "回答"] == "先想清楚目标。"
+    records, report = formats.table_to_conversation(table, "问题", "回答", source=str(path))
+    assert report.empty == {5: ["回答"]} and report.kept_rows == [4, 6] and len(records) == 2
+    assert list(formats.read_table(path, header_row=3).index) == [4, 5, 6]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"columns": ["Question", "回答"]}, r"no row holds all of the columns \['Question', '回答'\]; the first rows are "
+                                       r"\[\"row 1: \['2025 年职业咨询问答汇总'\]\", \"row 3: \['编号', '问题', '回答'\]\""),
+    ({"header_row": 2}, r"row 2 \(header_row\) is empty"),
+    ({"header_row": 9}, r"row 9 \(header_row\) is empty or past the last row \(6\)"),
+])
+def test_header_that_cannot_be_found_is_explained(tmp_path, kwargs, message):
+    path = write_xlsx(tmp_path / "titled.xlsx", TITLED)
+    with pytest.raises(data.DataFormatError, match=message) as err:
+        formats.read_table(path, **kwargs)
+    assert "titled.xlsx" in str(err.value)
+
+
+def test_missing_column_names_the_header_row(tmp_path):
+    table = formats.read_table(write_xlsx(tmp_path / "titled.xlsx", TITLED), header_row=3)
+    with pytest.raises(data.DataFormatError, match=r"no column\(s\) \['答案'\] in row 3 \(the header row\)"):
+        formats.table_to_conversation(table, "问题", "答案")
+
+
+@pytest.mark.parametrize("encoding, detected", [("gbk", "gb18030"), ("gb18030", "gb18030"), ("utf-8", "utf-8-sig"),
+                                                ("utf-8-sig", "utf-8-sig")])
+def test_csv_in_gbk_or_utf8_is_read_and_the_encoding_reported(tmp_path, encoding, detected):
+    text = "问题,回答\r\n你好,再见\r\n“引号”里的字,〇㐀\r\n"  # gb18030-only characters too (〇 is GBK, 㐀 is not)
+    if encoding == "gbk":
+        text = text.replace("㐀", "好")
+    path = _bad_file(tmp_path, "sheet.csv", text.encode(encoding))
+    table = formats.read_table(path, columns=["问题", "回答"])
+    assert table.attrs["encoding"] == detected and table.loc[2, "回答"] == "再见"
+    assert table.loc[3].tolist() == ["“引号”里的字", "〇好" if encoding == "gbk" else "〇㐀"]
+
+
+def test_csv_that_no_encoding_explains_is_refused_with_its_line(tmp_path):
+    path = _bad_file(tmp_path, "broken.csv", "问题,回答\n你好,再见\n".encode("utf-8") + b"q,\xff\xfe\n")
+    with pytest.raises(data.DataFormatError, match=r"broken.csv, line 3: not UTF-8 or GBK/GB18030 text \(byte 0xff"):
         formats.read_table(path)
 
 
