@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import cli, files
+from . import chat, cli, files
 
 
 class DiskSpaceError(OSError):
@@ -60,8 +60,6 @@ def merge(base_model: Path, adapter: Path, out_dir: Path, device: str = "cpu", o
 def verify_merge(base_model: Path, adapter: Path, merged: Path, questions: list[str], template: str,
                  max_new_tokens: int = 32, trust_remote_code: bool = False) -> list[dict]:
     """Greedy answers of base+adapter and of the merged model, side by side, with ``same`` (05_convert_merge)."""
-    from . import chat
-
     with_adapter = chat.load_chat_model(base_model, adapter=adapter, trust_remote_code=trust_remote_code)
     a = chat.generate_answers(with_adapter, questions, template, max_new_tokens=max_new_tokens)
     del with_adapter

@@ -256,7 +256,7 @@ def cell_text(value) -> str:
 
 def _sheet_rows(path: Path, sheet: str | int | None) -> list[list[str]]:
     """Rows of one worksheet as text cells, read with openpyxl."""
-    import openpyxl
+    import openpyxl  # deferred like pandas: 0.15 s to import, and only sheets need it
 
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)

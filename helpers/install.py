@@ -8,6 +8,7 @@ GPU platforms' own CUDA build) is never replaced, and pip constraints stop every
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import re
 import shutil
@@ -247,8 +248,6 @@ def register_kernel() -> list[str]:
 
 def installed_version(name: str) -> str | None:
     """The installed version of ``name`` in this environment, or None (00_environment)."""
-    import importlib.metadata
-
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

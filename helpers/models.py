@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import tokenizers
+
 from . import data, platforms
 from .profiles import Profile
 
@@ -107,13 +109,12 @@ def chatml_tokenizer(tokenizer_json: str):
 
     The class is ``Qwen2TokenizerFast`` so that xtuner adds no bos before the ChatML template.
     """
-    from tokenizers import Tokenizer
     from transformers import Qwen2TokenizerFast
 
     spec = json.loads(tokenizer_json)
     spec["model"]["byte_fallback"] = False
     spec["post_processor"] = None  # no bos/eos added around every encode
-    backend = Tokenizer.from_str(json.dumps(spec))
+    backend = tokenizers.Tokenizer.from_str(json.dumps(spec))
     return Qwen2TokenizerFast(
         tokenizer_object=backend, bos_token=None, eos_token="<|im_end|>",
         pad_token="<|endoftext|>", unk_token="<|endoftext|>",
@@ -158,17 +159,16 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
     if (dest / READY_MARKER).is_file():
         return dest
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", behavior="isolated"),  # one CJK char each
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.Sequence([
+        tokenizers.pre_tokenizers.Split(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", behavior="isolated"),  # one CJK char each
+        tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False),
     ])
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=CHATML_SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=1200, special_tokens=CHATML_SPECIALS,
+                                             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(tiny_corpus(), trainer=trainer)
     tokenizer = chatml_tokenizer(bpe.to_str())
     torch.manual_seed(seed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -16,9 +17,13 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import env, files, install, platforms
+from jupyter_core.paths import jupyter_data_dir
+
+from . import cli, env, files, install, platforms
+from .estimate import OVERHEAD_GB, shape_from_config
 from .install import nvidia_driver_cuda
 from .profiles import Profile, get_profile
+from .workspace import get_workspace
 
 DOCS = "docs/troubleshooting.md"
 KNOWN_SHAPES = {  # params of the profiles' default models, for sizing before the model is on disk
@@ -86,8 +91,6 @@ def check_bitsandbytes(profile: Profile) -> Check:
 
 def check_xtuner_cli() -> Check:
     """``xtuner`` is beside this Python and runs (00_environment)."""
-    from . import cli
-
     command = cli.xtuner_command("version")
     if command[0] == "xtuner" and not shutil.which("xtuner"):
         return Check("xtuner CLI", "fail", "xtuner is not on PATH", f"Run `make install`. {DOCS}#15")
@@ -128,8 +131,6 @@ def check_install(python_prefix: Path | None = None) -> list[Check]:
     if not plan_file.is_file():
         return [Check("install plan", "warn", f"no {plan_file}: this environment was not made by `make install`",
                       "Run `make install` (it prints its plan and keeps the platform's torch).")]
-    import json
-
     plan = json.loads(plan_file.read_text())["plan"]
     now = {name: install.installed_version(name) for name in ("torch", "bitsandbytes")}
     moved = [f"{name} {plan[name]} -> {now[name]}" for name in now if now[name] != plan[name]]
@@ -149,10 +150,6 @@ def check_install(python_prefix: Path | None = None) -> list[Check]:
 
 def check_kernel() -> Check:
     """The Jupyter kernel ``xtuner-course`` exists for this user and runs this environment's Python (00_environment)."""
-    import json
-
-    from jupyter_core.paths import jupyter_data_dir
-
     spec = Path(jupyter_data_dir()) / "kernels" / install.KERNEL_NAME / "kernel.json"
     fix = (f"Run `make install`, or `{sys.executable} -m ipykernel install --user --name {install.KERNEL_NAME} "
            f"--display-name \"{install.KERNEL_DISPLAY_NAME}\"`.")
@@ -167,8 +164,6 @@ def check_kernel() -> Check:
 
 def model_params(profile: Profile, model_path: str | None = None) -> float:
     """Parameter count of the base model: from its config.json when on disk, else the profile's known model."""
-    from .estimate import shape_from_config
-
     if model_path and (Path(model_path) / "config.json").is_file():
         return shape_from_config(model_path).params
     return KNOWN_SHAPES.get(profile.model, 7.7e9)
@@ -176,8 +171,6 @@ def model_params(profile: Profile, model_path: str | None = None) -> float:
 
 def resource_needs(profile: Profile, params: float) -> dict:
     """GB of disk (download, merge) and RAM (training on CPU, merge) this profile needs (00_environment)."""
-    from .estimate import OVERHEAD_GB
-
     model_gb = params * 2 / 1e9  # bf16/fp16 on disk
     download = 0.0 if profile.model in ("smollm2", "tiny") else model_gb
     return {"download_gb": round(download, 2), "merge_disk_gb": round(model_gb * 1.1, 2),
@@ -263,8 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-path", default=None)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
-    from .workspace import get_workspace
-
     checks = run_checks(get_profile(args.profile), get_workspace(args.workdir).root, args.model_path)
     print(render(checks))
     failed = [c.name for c in checks if c.status == "fail"]
