@@ -37,7 +37,7 @@ def load_general_prompts(path: Path = DATASETS_DIR / "general_prompts.json") -> 
 
 
 def load_eval_questions(path: Path = DATASETS_DIR / "eval_questions.json") -> list[dict]:
-    """The before/after evaluation questions shipped in ``datasets/`` (00_environment)."""
+    """The before/after evaluation questions shipped in ``datasets/`` (00_environment_and_base_model)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))["questions"]
 
 

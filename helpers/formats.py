@@ -96,7 +96,8 @@ def _plainly_valid(record) -> bool:
 
 
 def schema_errors(records: list[dict]) -> list[tuple[int, str, str]]:
-    """Every schema error of ``conversation`` records as (index, field, message); pydantic sees only doubtful ones (02_your_own_data)."""
+    """Every schema error of ``conversation`` records as (index, field, message); pydantic sees only doubtful ones
+    (used by validation)."""
     doubtful = [i for i, r in enumerate(records) if not _plainly_valid(r)]
     try:
         _RECORDS.validate_python([records[i] for i in doubtful])
@@ -107,8 +108,8 @@ def schema_errors(records: list[dict]) -> list[tuple[int, str, str]]:
 
 # --- reading ---------------------------------------------------------------------------------
 
-def require_file(path: Path) -> Path:
-    """``path`` if it is a file; else an error naming it and the fix for that file (02_your_own_data)."""
+def _require_file(path: Path) -> Path:
+    """``path`` if it is a file; else an error naming it and the fix for that file."""
     path = Path(path)
     if path.is_file():
         return path
@@ -139,9 +140,9 @@ def _decode(path: Path, encodings: tuple[str, ...]) -> tuple[str, str]:
                           f"{first.start}); {advice}")
 
 
-def read_text(path: Path) -> str:
-    """A UTF-8 text file, with or without a BOM; other encodings are an error naming line and fix (02_your_own_data)."""
-    return _decode(require_file(path), ("utf-8-sig",))[0]
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file, with or without a BOM; other encodings are an error naming line and fix."""
+    return _decode(_require_file(path), ("utf-8-sig",))[0]
 
 
 def _jsonl_records(path: Path, text: str) -> list[tuple[str, dict]]:
@@ -179,14 +180,14 @@ def _json_array_records(path: Path, text: str) -> list[tuple[str, dict]]:
     return [(f"record {n}", r) for n, r in enumerate(value, start=1)]
 
 
-def read_records(path: Path) -> list[tuple[str, dict]]:
-    """Records of a ``.jsonl`` or ``.json`` file (UTF-8, BOM or not), each with its line or position (02_your_own_data)."""
-    path = require_file(path)
+def _read_records(path: Path) -> list[tuple[str, dict]]:
+    """Records of a ``.jsonl`` or ``.json`` file (UTF-8, BOM or not), each with its line or position."""
+    path = _require_file(path)
     readers = {".jsonl": _jsonl_records, ".json": _json_array_records}
     if path.suffix.lower() not in readers:
         raise DataFormatError(f"{path}: unsupported file type {path.suffix!r}. Use .jsonl or .json for records, "
                               ".xlsx or .csv for a question/answer table (formats.read_table).")
-    records = readers[path.suffix.lower()](path, read_text(path))
+    records = readers[path.suffix.lower()](path, _read_text(path))
     if not records:
         raise DataFormatError(f"{path} is empty: it holds no records. Write records into it (or regenerate it).")
     return records
@@ -194,11 +195,11 @@ def read_records(path: Path) -> list[tuple[str, dict]]:
 
 def read_jsonl(path: Path) -> list[dict]:
     """The records of a ``.jsonl`` (or ``.json``) file; errors name the file, the line and the fix (02_your_own_data)."""
-    return [record for _, record in read_records(path)]
+    return [record for _, record in _read_records(path)]
 
 
-def detect_format(record: dict, where: str = "record", known: tuple[str, ...] = tuple(FORMATS)) -> str:
-    """Which of the ``known`` formats a record is in, from its keys (02_your_own_data)."""
+def _detect_format(record: dict, where: str = "record", known: tuple[str, ...] = tuple(FORMATS)) -> str:
+    """Which of the ``known`` formats a record is in, from its keys."""
     for fmt in known:
         if FORMATS[fmt].key in record:
             return fmt
@@ -211,10 +212,10 @@ def detect_format(record: dict, where: str = "record", known: tuple[str, ...] = 
 def load_records(path: Path, known: tuple[str, ...] = tuple(FORMATS)) -> Loaded:
     """Read a record file and detect its one format; mixed formats are an error (02_your_own_data)."""
     path = Path(path)
-    rows = read_records(path)
-    fmt = detect_format(rows[0][1], f"{path}, {rows[0][0]}", known)
+    rows = _read_records(path)
+    fmt = _detect_format(rows[0][1], f"{path}, {rows[0][0]}", known)
     for where, record in rows:
-        if detect_format(record, f"{path}, {where}", known) != fmt:
+        if _detect_format(record, f"{path}, {where}", known) != fmt:
             raise DataFormatError(f"{path}, {where}: format differs from the first record ({fmt}); keep one format per file.")
     return Loaded(path, fmt, [r for _, r in rows], [w for w, _ in rows])
 
@@ -229,18 +230,10 @@ def write_jsonl(records: list[dict], path: Path, overwrite: bool = False) -> Pat
     return files.atomic_write_text(Path(path), text, overwrite=overwrite)
 
 
-def write_json(records: list[dict], path: Path, overwrite: bool = False) -> Path:
-    """Write records as one indented JSON array, UTF-8, atomically (02_your_own_data)."""
-    if not records:
-        raise DataFormatError(f"Refusing to write {path}: there are no records.")
-    text = json.dumps(records, ensure_ascii=False, indent=2) + "\n"
-    return files.atomic_write_text(Path(path), text, overwrite=overwrite)
-
-
 # --- tables: xlsx and csv -----------------------------------------------------------------------
 
-def cell_text(value) -> str:
-    """A sheet cell as the text the learner sees: numbers without ``.0``, dates as ISO, empty as ``""`` (02_your_own_data)."""
+def _cell_text(value) -> str:
+    """A sheet cell as the text the learner sees: numbers without ``.0``, dates as ISO, empty as ``""``."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -272,7 +265,7 @@ def _sheet_rows(path: Path, sheet: str | int | None) -> list[list[str]]:
             worksheet = book[sheet]
         else:
             raise DataFormatError(f"{path}: no sheet named {sheet!r}; the workbook has sheets {book.sheetnames}.")
-        return [[cell_text(v) for v in row] for row in worksheet.iter_rows(values_only=True)]
+        return [[_cell_text(v) for v in row] for row in worksheet.iter_rows(values_only=True)]
     finally:
         book.close()
 
@@ -290,7 +283,8 @@ def _find_header(rows: list[list[str]], columns: list[str], header_row: int | No
         cells = {c.strip() for c in row}
         if columns and set(columns) <= cells or not columns and cells - {""}:
             return index
-    shown = [f"row {i + 1}: {[c.strip() for c in r if c.strip()][:6]}" for i, r in enumerate(rows) if any(c.strip() for c in r)][:3]
+    filled = [(i, [c.strip() for c in r if c.strip()]) for i, r in enumerate(rows)]
+    shown = [f"row {i + 1}: {cells[:6]}" for i, cells in filled if cells][:3]
     raise DataFormatError(f"{path}: no row holds all of the columns {columns}; the first rows are {shown}. "
                           "Set the question/answer column parameters to names in the header row, or header_row to its number.")
 
@@ -300,7 +294,7 @@ def read_table(path: Path, sheet: str | int | None = None, columns: list[str] = 
     ``header_row`` or the first row holding all ``columns`` (title rows above it are skipped) (02_your_own_data)."""
     import pandas as pd
 
-    path = require_file(path)
+    path = _require_file(path)
     encoding = None
     if path.suffix.lower() == ".xlsx":
         rows = _sheet_rows(path, sheet)
@@ -346,8 +340,8 @@ class CleaningReport:
         return sorted(out, key=lambda x: x["row"])
 
 
-def require_columns(table, columns: list[str], source: str) -> None:
-    """Fail unless the table has every named column; the error lists the columns it does have (02_your_own_data)."""
+def _require_columns(table, columns: list[str], source: str) -> None:
+    """Fail unless the table has every named column; the error lists the columns it does have."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise DataFormatError(
@@ -360,7 +354,7 @@ def require_columns(table, columns: list[str], source: str) -> None:
 def table_to_conversation(table, question: str, answer: str, system: str = "",
                           source: str = "table") -> tuple[list[dict], CleaningReport]:
     """Rows to single-turn ``conversation`` records: trimmed, empty rows reported, duplicates dropped (02_your_own_data)."""
-    require_columns(table, [question, answer], source)
+    _require_columns(table, [question, answer], source)
     report, records, seen = CleaningReport(source, rows_read=len(table)), [], {}
     for row, q_raw, a_raw in zip(table.index, table[question], table[answer]):
         q, a = q_raw.strip(), a_raw.strip()
@@ -398,7 +392,7 @@ def to_openai(record: dict) -> dict:
 
 
 def role_order_problems(roles: list[str]) -> list[str]:
-    """What is wrong with a role sequence: [system], then user/assistant alternating, assistant last (02_your_own_data)."""
+    """What is wrong with a role sequence: [system], then user/assistant alternating, assistant last (used by validation)."""
     problems, expected = [], "user"
     offset = 1 if roles[:1] == ["system"] else 0
     for position, role in enumerate(roles[offset:], start=offset + 1):
@@ -437,8 +431,8 @@ def from_openai(record: dict, where: str = "record") -> dict:
     return _turns_from_roles(pairs, where)
 
 
-def from_sharegpt(record: dict, where: str = "record") -> dict:
-    """ShareGPT ``conversations`` (from human/gpt/system, value) to ``conversation`` (02_your_own_data)."""
+def _from_sharegpt(record: dict, where: str = "record") -> dict:
+    """ShareGPT ``conversations`` (from human/gpt/system, value) to ``conversation``."""
     pairs = [("system", record["system"])] if record.get("system") else []
     if not isinstance(record["conversations"], list):
         raise DataFormatError(f"{where}: 'conversations' must be a list of {{'from': ..., 'value': ...}} messages.")
@@ -451,24 +445,25 @@ def from_sharegpt(record: dict, where: str = "record") -> dict:
     return _turns_from_roles(pairs, where)
 
 
-def from_alpaca(record: dict, where: str = "record") -> dict:
-    """Alpaca ``instruction``/``input``/``output`` to one turn; a non-empty input follows the instruction on a new line (02_your_own_data)."""
+def _from_alpaca(record: dict, where: str = "record") -> dict:
+    """Alpaca ``instruction``/``input``/``output`` to one turn; a non-empty input follows the instruction on a new line."""
     output = record.get("output")
     if not isinstance(output, str) or not output.strip():
-        raise DataFormatError(f"{where}: 'output' is missing or empty, so there is nothing to learn. Fill it in or drop the record.")
+        raise DataFormatError(f"{where}: 'output' is missing or empty, so there is nothing to learn. "
+                              "Fill it in or drop the record.")
     extra = record.get("input") or ""
     question = f"{record['instruction']}\n{extra}" if extra else record["instruction"]
     return conversation_record(question, output, record.get("system") or "")
 
 
-def to_sharegpt(record: dict) -> dict:
-    """``conversation`` to ShareGPT; lossless both ways (02_your_own_data)."""
+def _to_sharegpt(record: dict) -> dict:
+    """``conversation`` to ShareGPT; lossless both ways."""
     roles = {v: k for k, v in SHAREGPT_ROLES.items()}
     return {"conversations": [{"from": roles[m["role"]], "value": m["content"]} for m in to_openai(record)["messages"]]}
 
 
-def to_alpaca(record: dict, where: str = "record") -> dict:
-    """A single-turn ``conversation`` to Alpaca (``input`` left empty); multi-turn records cannot be (02_your_own_data)."""
+def _to_alpaca(record: dict, where: str = "record") -> dict:
+    """A single-turn ``conversation`` to Alpaca (``input`` left empty); multi-turn records cannot be."""
     turns = record["conversation"]
     if len(turns) != 1:
         raise DataFormatError(f"{where}: Alpaca holds one turn, this record has {len(turns)}. Keep it as conversation or openai.")
@@ -477,22 +472,22 @@ def to_alpaca(record: dict, where: str = "record") -> dict:
 
 
 def to_conversation(record: dict, fmt: str, where: str = "record") -> dict:
-    """Any of the four formats to ``conversation`` (02_your_own_data)."""
+    """Any of the four formats to ``conversation`` (used by validation)."""
     if fmt == "conversation":
         return record
     if fmt == "openai":
         return from_openai(record, where)
     if fmt == "sharegpt":
-        return from_sharegpt(record, where)
+        return _from_sharegpt(record, where)
     if fmt == "alpaca":
-        return from_alpaca(record, where)
+        return _from_alpaca(record, where)
     raise DataFormatError(f"{where}: unknown format {fmt!r}; known formats are {list(FORMATS)}.")
 
 
 def from_conversation(record: dict, fmt: str, where: str = "record") -> dict:
     """``conversation`` to any of the four formats (Alpaca: single-turn only) (02_your_own_data)."""
-    converters = {"conversation": lambda r: r, "openai": to_openai, "sharegpt": to_sharegpt,
-                  "alpaca": lambda r: to_alpaca(r, where)}
+    converters = {"conversation": lambda r: r, "openai": to_openai, "sharegpt": _to_sharegpt,
+                  "alpaca": lambda r: _to_alpaca(r, where)}
     if fmt not in converters:
         raise DataFormatError(f"{where}: unknown format {fmt!r}; known formats are {list(FORMATS)}.")
     return converters[fmt](record)

@@ -40,7 +40,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """No problems and nothing truncated (02_your_own_data)."""
+        """No problems and nothing truncated."""
         return not self.problems and not (self.lengths and self.lengths["truncated"])
 
     def summary(self) -> dict:
@@ -58,8 +58,8 @@ class Report:
 
 # --- per-record checks ----------------------------------------------------------------------------
 
-def role_problems(loaded: formats.Loaded) -> list[Problem]:
-    """Role-order problems of OpenAI and ShareGPT records, all of them, by line (02_your_own_data)."""
+def _role_problems(loaded: formats.Loaded) -> list[Problem]:
+    """Role-order problems of OpenAI and ShareGPT records, all of them, by line."""
     problems = []
     if loaded.fmt not in ("openai", "sharegpt"):
         return problems
@@ -76,8 +76,8 @@ def role_problems(loaded: formats.Loaded) -> list[Problem]:
     return problems
 
 
-def conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str], list[Problem]]:
-    """Convert every record to ``conversation``, collecting the ones that cannot be (02_your_own_data)."""
+def _conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str], list[Problem]]:
+    """Convert every record to ``conversation``, collecting the ones that cannot be."""
     records, where, problems = [], [], []
     for record, place in zip(loaded.records, loaded.where):
         try:
@@ -88,26 +88,27 @@ def conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str], 
     return records, where, problems
 
 
-def schema_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
-    """Empty or missing inputs/outputs and wrong types, by line, in one pydantic pass (02_your_own_data)."""
+def _schema_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+    """Empty or missing inputs/outputs and wrong types, by line, in one pydantic pass."""
     return [Problem(str(path), where[i], f"{name}: {message}", "fill in the text or drop the record")
             for i, name, message in formats.schema_errors(records)]
 
 
-def system_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
-    """A system prompt on a later turn, which XTuner would insert mid-conversation (02_your_own_data)."""
-    return [Problem(str(path), w, f"conversation.{i}.system is set on turn {i + 1}", "put the system prompt on turn 1 only", False)
+def _system_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+    """A system prompt on a later turn, which XTuner would insert mid-conversation."""
+    return [Problem(str(path), w, f"conversation.{i}.system is set on turn {i + 1}", "put the system prompt on turn 1 only",
+                    blocking=False)
             for r, w in zip(records, where) for i, turn in enumerate(r.get("conversation", [])[1:], start=1)
             if isinstance(turn, dict) and turn.get("system")]
 
 
-def duplicate_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
-    """Records identical to an earlier one (02_your_own_data)."""
+def _duplicate_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+    """Records identical to an earlier one."""
     seen, problems = {}, []
     for record, place in zip(records, where):
         key = _record_key(record)
         if key in seen:
-            problems.append(Problem(str(path), place, f"duplicate of {seen[key]}", "drop the repeated record", False))
+            problems.append(Problem(str(path), place, f"duplicate of {seen[key]}", "drop the repeated record", blocking=False))
         else:
             seen[key] = place
     return problems
@@ -123,13 +124,13 @@ def _record_key(record: dict):
 
 def check_records(loaded: formats.Loaded) -> tuple[list[dict], list[Problem]]:
     """All per-record problems of a loaded file, and its records converted to ``conversation`` (02_your_own_data)."""
-    roles = role_problems(loaded)
-    records, where, problems = conversion_problems(loaded)
+    roles = _role_problems(loaded)
+    records, where, problems = _conversion_problems(loaded)
     reported = {p.where for p in roles}  # a bad role order also stops conversion: report it once
     problems = roles + [p for p in problems if p.where not in reported]
-    problems += schema_problems(records, where, loaded.path)
-    problems += system_problems(records, where, loaded.path)
-    problems += duplicate_problems(records, where, loaded.path)
+    problems += _schema_problems(records, where, loaded.path)
+    problems += _system_problems(records, where, loaded.path)
+    problems += _duplicate_problems(records, where, loaded.path)
     order = {w: i for i, w in enumerate(loaded.where)}
     problems.sort(key=lambda p: order.get(p.where, -1))
     return records, problems
@@ -227,7 +228,7 @@ def validate(path: Path, dataset_map_fn: str | None = "auto", tokenizer=None, te
 
 
 def validate_file(path: Path, dataset_map_fn: str | None = "auto") -> str:
-    """Strict check of a training file in a format the course trains on: raises on the first problem, returns the format
+    """Strict check of a file in a format the course trains on: the first problem raised, else the format
     (01_self_cognition_data)."""
     return validate(path, dataset_map_fn, strict=True, known=formats.TRAINED).fmt
 

@@ -76,25 +76,25 @@ def test_math_bytes_survive_the_round_trip(tmp_path):
 @pytest.mark.parametrize("fmt", ["conversation", "openai", "sharegpt"])
 def test_multi_turn_round_trip_is_lossless(fmt):
     there = formats.from_conversation(CONV, fmt)
-    assert formats.detect_format(there) == fmt
+    assert formats._detect_format(there) == fmt
     assert formats.to_conversation(there, fmt) == CONV
 
 
 def test_sharegpt_and_openai_shapes():
-    assert formats.to_sharegpt(ONE) == {"conversations": [{"from": "system", "value": "S"}, {"from": "human", "value": "Q"},
+    assert formats._to_sharegpt(ONE) == {"conversations": [{"from": "system", "value": "S"}, {"from": "human", "value": "Q"},
                                                           {"from": "gpt", "value": "A"}]}
     assert formats.from_openai({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}) == \
         {"conversation": [{"input": "Q", "output": "A"}]}
 
 
 def test_alpaca_both_ways():
-    assert formats.from_alpaca({"instruction": "Do", "input": "this", "output": "Done"}) == \
+    assert formats._from_alpaca({"instruction": "Do", "input": "this", "output": "Done"}) == \
         {"conversation": [{"input": "Do\nthis", "output": "Done"}]}
-    assert formats.from_alpaca({"instruction": "Do", "input": "", "output": "Done"}) == \
+    assert formats._from_alpaca({"instruction": "Do", "input": "", "output": "Done"}) == \
         {"conversation": [{"input": "Do", "output": "Done"}]}
-    assert formats.to_conversation(formats.to_alpaca(ONE), "alpaca") == ONE
+    assert formats.to_conversation(formats._to_alpaca(ONE), "alpaca") == ONE
     with pytest.raises(data.DataFormatError, match="Alpaca holds one turn, this record has 2"):
-        formats.to_alpaca(CONV, "x.jsonl, line 4")
+        formats._to_alpaca(CONV, "x.jsonl, line 4")
 
 
 @pytest.mark.parametrize("roles, message", [
@@ -184,15 +184,6 @@ def test_convert_file_refuses_to_overwrite(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_write_json_round_trip_and_refusal(tmp_path):
-    records = formats.load_records(DATASETS_DIR / "openai_messages.json").records
-    path = formats.write_json(records, tmp_path / "o.json")
-    assert formats.load_records(path).records == records
-    with pytest.raises(FileExistsError):
-        formats.write_json(records[:1], path)
-    assert formats.load_records(path).records == records
-
-
 # --- tables: bad sheets --------------------------------------------------------------------------------
 
 def test_missing_columns_lists_the_columns_it_has(tmp_path):
@@ -242,7 +233,7 @@ def test_sheet_with_only_empty_answers_is_an_error(tmp_path):
     (dt.date(2025, 1, 2), "2025-01-02"), ("  keep  ", "  keep  "),
 ])
 def test_cell_text(value, text):
-    assert formats.cell_text(value) == text
+    assert formats._cell_text(value) == text
 
 
 def test_table_types_and_unsupported_table(tmp_path):

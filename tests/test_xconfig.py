@@ -90,11 +90,11 @@ def test_plain_lora_drops_quantization(copied, tmp_path, train_file):
 def test_absent_edit_target_fails_loudly(copied, tmp_path):
     edited = tmp_path / "x.py"
     with pytest.raises(xconfig.ConfigEditError, match=f"{BUILTIN}_copy.py: cannot set no_such_setting"):
-        xconfig.write_edited(copied, edited, [xconfig.setting("no_such_setting", "1")])
+        xconfig.write_edited(copied, edited, [xconfig._setting("no_such_setting", "1")])
     assert not edited.exists()
     text = copied.read_text().replace('dist_cfg=dict(backend="nccl")', "dist_cfg=dict()")
     with pytest.raises(xconfig.ConfigEditError, match="my_config.py: cannot replace 'dist_cfg=dict\\(backend=\"nccl\"\\)'"):
-        xconfig.apply_edits(text, xconfig._cpu_edits(profiles.get_profile("cpu")), "my_config.py")
+        xconfig._apply_edits(text, xconfig._cpu_edits(profiles.get_profile("cpu")), "my_config.py")
 
 
 def test_edits_do_not_touch_the_copy_and_diff_shows_them(copied, tmp_path, train_file):
