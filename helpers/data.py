@@ -11,7 +11,7 @@ import random
 import re
 from pathlib import Path
 
-from .formats import DataFormatError, conversation_record, read_jsonl, to_openai, write_jsonl  # noqa: F401
+from .formats import conversation_record, to_openai, write_jsonl  # noqa: F401
 from .validation import length_summary, token_lengths, validate_file  # noqa: F401
 from .workspace import DATASETS_DIR
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from helpers import data
+from helpers import data, formats
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_openai_conversion_keeps_system_and_order():
 def test_jsonl_round_trip_and_formats(tmp_path, records):
     conv = data.write_jsonl(records, tmp_path / "c.jsonl")
     oa = data.write_jsonl([data.to_openai(r) for r in records], tmp_path / "o.jsonl")
-    assert data.read_jsonl(conv) == records
+    assert formats.read_jsonl(conv) == records
     assert conv.read_text(encoding="utf-8").count("\n") == 40 and "小智" in conv.read_text(encoding="utf-8")
     assert data.validate_file(conv) == "conversation" and data.validate_file(oa) == "openai"
     assert data.validate_file(conv, None) == "conversation"
@@ -50,7 +50,7 @@ def test_write_refuses_to_clobber_and_empty(tmp_path, records):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         data.write_jsonl(records[:3], path)
     assert path.read_bytes() == before
-    with pytest.raises(data.DataFormatError, match="no records"):
+    with pytest.raises(formats.DataFormatError, match="no records"):
         data.write_jsonl([], tmp_path / "empty.jsonl")
 
 
@@ -63,8 +63,8 @@ def test_write_refuses_to_clobber_and_empty(tmp_path, records):
 def test_read_errors_name_file_and_line(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(data.DataFormatError, match=message) as err:
-        data.read_jsonl(path)
+    with pytest.raises(formats.DataFormatError, match=message) as err:
+        formats.read_jsonl(path)
     assert str(path) in str(err.value)
 
 
@@ -75,8 +75,8 @@ def test_read_errors_name_file_and_line(tmp_path, content, message):
     ("workspace/data/my_own.jsonl", "Check the path and the file name"),
 ])
 def test_missing_file_names_the_file_and_its_fix(tmp_path, relative, fix):
-    with pytest.raises(data.DataFormatError, match=fix) as err:
-        data.read_jsonl(tmp_path / relative)
+    with pytest.raises(formats.DataFormatError, match=fix) as err:
+        formats.read_jsonl(tmp_path / relative)
     assert str(err.value).startswith(f"{tmp_path / relative} does not exist.")
 
 
@@ -94,16 +94,16 @@ def test_missing_file_names_the_file_and_its_fix(tmp_path, relative, fix):
 def test_validation_errors(tmp_path, records, message):
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    with pytest.raises(data.DataFormatError, match=message):
+    with pytest.raises(formats.DataFormatError, match=message):
         data.validate_file(path)
 
 
 def test_map_fn_mismatch_is_explained(tmp_path, records):
     path = data.write_jsonl(records, tmp_path / "c.jsonl")
-    with pytest.raises(data.DataFormatError, match="needs dataset_map_fn=None, but the config uses openai_map_fn"):
+    with pytest.raises(formats.DataFormatError, match="needs dataset_map_fn=None, but the config uses openai_map_fn"):
         data.validate_file(path, "openai_map_fn")
     oa = data.write_jsonl([data.to_openai(r) for r in records], tmp_path / "o.jsonl")
-    with pytest.raises(data.DataFormatError, match="needs dataset_map_fn=openai_map_fn.*KeyError"):
+    with pytest.raises(formats.DataFormatError, match="needs dataset_map_fn=openai_map_fn.*KeyError"):
         data.validate_file(oa, None)
 
 

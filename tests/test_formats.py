@@ -93,7 +93,7 @@ def test_alpaca_both_ways():
     assert formats._from_alpaca({"instruction": "Do", "input": "", "output": "Done"}) == \
         {"conversation": [{"input": "Do", "output": "Done"}]}
     assert formats.to_conversation(formats._to_alpaca(ONE), "alpaca") == ONE
-    with pytest.raises(data.DataFormatError, match="Alpaca holds one turn, this record has 2"):
+    with pytest.raises(formats.DataFormatError, match="Alpaca holds one turn, this record has 2"):
         formats._to_alpaca(CONV, "x.jsonl, line 4")
 
 
@@ -143,7 +143,7 @@ BAD_RECORD_FILES = [
 @pytest.mark.parametrize("name, content, message", BAD_RECORD_FILES, ids=[b[0] for b in BAD_RECORD_FILES])
 def test_bad_record_files_name_file_and_line(tmp_path, name, content, message):
     path = _bad_file(tmp_path, name, content)
-    with pytest.raises(data.DataFormatError, match=message):
+    with pytest.raises(formats.DataFormatError, match=message):
         formats.load_records(path)
 
 
@@ -161,7 +161,7 @@ def test_convert_file_rejects_a_turn_without_output_and_writes_nothing(tmp_path,
     good = formats.from_conversation({"conversation": [{"input": "q", "output": "a"}]}, fmt)
     source = _bad_file(tmp_path, "in.jsonl", json.dumps(good) + "\n" + json.dumps(bad) + "\n")
     dest = tmp_path / "out.jsonl"
-    with pytest.raises(data.DataFormatError, match=message):
+    with pytest.raises(formats.DataFormatError, match=message):
         formats.convert_file(source, dest)
     assert not dest.exists()
 
@@ -170,7 +170,7 @@ def test_convert_file_rejects_a_turn_without_output_and_writes_nothing(tmp_path,
 def test_convert_file_writes_conversation_jsonl(tmp_path, name):
     out = formats.convert_file(DATASETS_DIR / name, tmp_path / "out.jsonl")
     assert data.validate_file(out, None) == "conversation"
-    assert len(data.read_jsonl(out)) == len(formats.load_records(DATASETS_DIR / name).records)
+    assert len(formats.read_jsonl(out)) == len(formats.load_records(DATASETS_DIR / name).records)
 
 
 def test_convert_file_refuses_to_overwrite(tmp_path):
@@ -189,7 +189,7 @@ def test_convert_file_refuses_to_overwrite(tmp_path):
 def test_missing_columns_lists_the_columns_it_has(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["Question", "Reply"], ["q", "a"]])
     table = formats.read_table(path)
-    with pytest.raises(data.DataFormatError, match=r"no column\(s\) \['问题', '回答'\].*columns are \['Question', 'Reply'\]"):
+    with pytest.raises(formats.DataFormatError, match=r"no column\(s\) \['问题', '回答'\].*columns are \['Question', 'Reply'\]"):
         formats.table_to_conversation(table, "问题", "回答", source=str(path))
 
 
@@ -200,30 +200,30 @@ def test_missing_columns_lists_the_columns_it_has(tmp_path):
 ])
 def test_empty_sheets(tmp_path, rows, message):
     path = write_xlsx(tmp_path / "empty.xlsx", rows)
-    with pytest.raises(data.DataFormatError, match=message) as err:
+    with pytest.raises(formats.DataFormatError, match=message) as err:
         formats.read_table(path)
     assert "empty.xlsx" in str(err.value)
 
 
 def test_unknown_sheet_lists_sheets(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["问题", "回答"], ["q", "a"]], sheet="data")
-    with pytest.raises(data.DataFormatError, match=r"no sheet named 'Sheet9'; the workbook has sheets \['data'\]"):
+    with pytest.raises(formats.DataFormatError, match=r"no sheet named 'Sheet9'; the workbook has sheets \['data'\]"):
         formats.read_table(path, "Sheet9")
 
 
 def test_sheet_number_out_of_range_and_not_a_workbook(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["问题", "回答"], ["q", "a"]], sheet="data")
     assert formats.read_table(path, 0).loc[2, "回答"] == "a"
-    with pytest.raises(data.DataFormatError, match=r"no sheet number 2; the workbook has sheets \['data'\]"):
+    with pytest.raises(formats.DataFormatError, match=r"no sheet number 2; the workbook has sheets \['data'\]"):
         formats.read_table(path, 2)
     fake = _bad_file(tmp_path, "fake.xlsx", "问题,回答\nq,a\n")
-    with pytest.raises(data.DataFormatError, match=r"fake.xlsx is not a readable .xlsx workbook.*save it again as .xlsx"):
+    with pytest.raises(formats.DataFormatError, match=r"fake.xlsx is not a readable .xlsx workbook.*save it again as .xlsx"):
         formats.read_table(fake)
 
 
 def test_sheet_with_only_empty_answers_is_an_error(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["问题", "回答"], ["q1", None], ["q2", "  "]])
-    with pytest.raises(data.DataFormatError, match="no row has both"):
+    with pytest.raises(formats.DataFormatError, match="no row has both"):
         formats.table_to_conversation(formats.read_table(path), "问题", "回答", source=str(path))
 
 
@@ -240,9 +240,9 @@ def test_table_types_and_unsupported_table(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["问题", "回答"], [12, dt.datetime(2024, 2, 29)], ["x", 0.1]])
     table = formats.read_table(path)
     assert table.loc[2].tolist() == ["12", "2024-02-29"] and table.loc[3, "回答"] == "0.1"
-    with pytest.raises(data.DataFormatError, match=r"unsupported table type '.ods'"):
+    with pytest.raises(formats.DataFormatError, match=r"unsupported table type '.ods'"):
         formats.read_table(_bad_file(tmp_path, "x.ods", "x"))
-    with pytest.raises(data.DataFormatError, match="does not exist"):
+    with pytest.raises(formats.DataFormatError, match="does not exist"):
         formats.read_table(tmp_path / "nope.xlsx")
 
 
@@ -270,14 +270,14 @@ def test_header_below_a_title_row_is_found_and_rows_keep_excel_numbers(tmp_path)
 ])
 def test_header_that_cannot_be_found_is_explained(tmp_path, kwargs, message):
     path = write_xlsx(tmp_path / "titled.xlsx", TITLED)
-    with pytest.raises(data.DataFormatError, match=message) as err:
+    with pytest.raises(formats.DataFormatError, match=message) as err:
         formats.read_table(path, **kwargs)
     assert "titled.xlsx" in str(err.value)
 
 
 def test_missing_column_names_the_header_row(tmp_path):
     table = formats.read_table(write_xlsx(tmp_path / "titled.xlsx", TITLED), header_row=3)
-    with pytest.raises(data.DataFormatError, match=r"no column\(s\) \['答案'\] in row 3 \(the header row\)"):
+    with pytest.raises(formats.DataFormatError, match=r"no column\(s\) \['答案'\] in row 3 \(the header row\)"):
         formats.table_to_conversation(table, "问题", "答案")
 
 
@@ -295,7 +295,7 @@ def test_csv_in_gbk_or_utf8_is_read_and_the_encoding_reported(tmp_path, encoding
 
 def test_csv_that_no_encoding_explains_is_refused_with_its_line(tmp_path):
     path = _bad_file(tmp_path, "broken.csv", "问题,回答\n你好,再见\n".encode("utf-8") + b"q,\xff\xfe\n")
-    with pytest.raises(data.DataFormatError, match=r"broken.csv, line 3: not UTF-8 or GBK/GB18030 text \(byte 0xff"):
+    with pytest.raises(formats.DataFormatError, match=r"broken.csv, line 3: not UTF-8 or GBK/GB18030 text \(byte 0xff"):
         formats.read_table(path)
 
 

@@ -81,7 +81,7 @@ def test_all_problems_are_listed_not_just_the_first(tmp_path):
 ])
 def test_map_fn_mismatch_is_an_error(tmp_path, fmt, records, chosen, message):
     path = write_lines(tmp_path / "d.jsonl", records)
-    with pytest.raises(data.DataFormatError, match=message):
+    with pytest.raises(formats.DataFormatError, match=message):
         validation.validate(path, dataset_map_fn=chosen)
     assert validation.validate(path, dataset_map_fn=formats.FORMATS[fmt].map_fn).fmt == fmt
 
@@ -98,7 +98,7 @@ def test_token_lengths_equal_xtuner_encoding(tokenizer, reference_token_lengths)
 
 def test_length_report_histogram_and_too_long(tmp_path, tokenizer):
     path = data.write_jsonl(formats.convert_loaded(formats.load_records(DATASETS_DIR / "math_qa.jsonl")), tmp_path / "m.jsonl")
-    lengths = data.token_lengths(data.read_jsonl(path), tokenizer, "qwen_chat")
+    lengths = data.token_lengths(formats.read_jsonl(path), tokenizer, "qwen_chat")
     cut = sorted(lengths)[len(lengths) // 2]
     report = validation.validate(path, None, tokenizer, "qwen_chat", max_length=cut)
     assert report.token_counts == lengths and report.lengths["truncated"] == sum(n > cut for n in lengths) > 0
