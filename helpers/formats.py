@@ -123,13 +123,13 @@ def _require_file(path: Path) -> Path:
 
 def _decode(path: Path, encodings: tuple[str, ...]) -> tuple[str, str]:
     """The text of ``path`` and the first of ``encodings`` that explains every byte; else an error naming the line."""
-    raw = path.read_bytes()
+    raw, failures = path.read_bytes(), []
     for encoding in encodings:
         try:
             return raw.decode(encoding), encoding
         except UnicodeDecodeError as exc:
-            if encoding == encodings[0]:
-                first = exc
+            failures.append(exc)
+    first = max(failures, key=lambda exc: exc.start)  # the byte that even the best-fitting encoding cannot explain
     line = raw[: first.start].count(b"\n") + 1
     tried = " or ".join(ENCODING_NAMES[e] for e in encodings)
     advice = ("probably GBK or another legacy encoding. Save it as UTF-8 (Excel: 'CSV UTF-8'; editors: "

@@ -293,6 +293,12 @@ def test_csv_in_gbk_or_utf8_is_read_and_the_encoding_reported(tmp_path, encoding
     assert table.loc[3].tolist() == ["“引号”里的字", "〇好" if encoding == "gbk" else "〇㐀"]
 
 
+def test_damaged_gbk_csv_is_refused_at_the_damaged_line(tmp_path):
+    raw = "问题,回答\n你好,再见\n".encode("gbk") + b"q,\x81\x20\n"  # a GBK lead byte without its second byte
+    with pytest.raises(formats.DataFormatError, match=r"damaged.csv, line 3: not UTF-8 or GBK/GB18030 text \(byte 0x81"):
+        formats.read_table(_bad_file(tmp_path, "damaged.csv", raw))
+
+
 def test_csv_that_no_encoding_explains_is_refused_with_its_line(tmp_path):
     path = _bad_file(tmp_path, "broken.csv", "问题,回答\n你好,再见\n".encode("utf-8") + b"q,\xff\xfe\n")
     with pytest.raises(formats.DataFormatError, match=r"broken.csv, line 3: not UTF-8 or GBK/GB18030 text \(byte 0xff"):
