@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .workspace import DATASETS_DIR
+from . import cli
+from .data import load_eval_questions  # noqa: F401  (notebooks 00, 03, 05 and 06 call chat.load_eval_questions)
+from .models import check_model_dir
 
 
 @dataclass
@@ -21,11 +22,9 @@ class ChatModel:
 
 def load_chat_model(path: Path, adapter: Path | None = None, trust_remote_code: bool = False,
                     device: str = "cpu") -> ChatModel:
-    """Load a HF model folder (plus an optional LoRA adapter) for greedy generation (00_environment)."""
+    """Load a HF model folder (plus an optional LoRA adapter) for greedy generation (00_environment_and_base_model)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .models import check_model_dir
 
     path = check_model_dir(Path(path))
     dtype = torch.float32 if device == "cpu" else torch.float16
@@ -41,7 +40,7 @@ def load_chat_model(path: Path, adapter: Path | None = None, trust_remote_code: 
 
 
 def build_prompt(template_name: str, question: str, system: str = "") -> str:
-    """The exact text xtuner trains on for one user turn, from ``PROMPT_TEMPLATE`` (06_chat_compare)."""
+    """The exact text xtuner trains on for one user turn, from ``PROMPT_TEMPLATE`` (00_environment_and_base_model)."""
     from xtuner.utils import PROMPT_TEMPLATE
 
     template = PROMPT_TEMPLATE[template_name]
@@ -49,8 +48,8 @@ def build_prompt(template_name: str, question: str, system: str = "") -> str:
     return prompt + template["INSTRUCTION"].format(input=question, round=1)
 
 
-def stop_words(template_name: str) -> list[str]:
-    """The strings that end an answer in this template (06_chat_compare)."""
+def _stop_words(template_name: str) -> list[str]:
+    """The strings that end an answer in this template."""
     from xtuner.utils import PROMPT_TEMPLATE
 
     return list(PROMPT_TEMPLATE[template_name].get("STOP_WORDS", []))
@@ -58,11 +57,11 @@ def stop_words(template_name: str) -> list[str]:
 
 def generate_answers(chat: ChatModel, questions: list[str], template_name: str, system: str = "",
                      max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
-    """Greedy answers to ``questions``, batched, cut at the template's stop words (00_environment)."""
+    """Greedy answers to ``questions``, batched, cut at the template's stop words (00_environment_and_base_model)."""
     import torch
 
     tok, answers = chat.tokenizer, []
-    stops = stop_words(template_name) + [tok.eos_token]
+    stops = _stop_words(template_name) + [tok.eos_token]
     for start in range(0, len(questions), batch_size):
         prompts = [build_prompt(template_name, q, system) for q in questions[start:start + batch_size]]
         batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(chat.model.device)
@@ -70,20 +69,15 @@ def generate_answers(chat: ChatModel, questions: list[str], template_name: str, 
             out = chat.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         for row in out[:, batch["input_ids"].shape[1]:]:
-            answers.append(cut_at_stop(tok.decode(row, skip_special_tokens=False), stops))
+            answers.append(_cut_at_stop(tok.decode(row, skip_special_tokens=False), stops))
     return answers
 
 
-def cut_at_stop(text: str, stops: list[str]) -> str:
-    """``text`` up to the first stop word, stripped (06_chat_compare)."""
+def _cut_at_stop(text: str, stops: list[str]) -> str:
+    """``text`` up to the first stop word, stripped."""
     for stop in filter(None, stops):
         text = text.split(stop, 1)[0]
     return text.strip()
-
-
-def load_eval_questions(path: Path = DATASETS_DIR / "eval_questions.json") -> list[dict]:
-    """The before/after evaluation questions shipped in ``datasets/`` (00_environment)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))["questions"]
 
 
 def judge_answer(item: dict, answer: str, name: str) -> bool:
@@ -99,8 +93,6 @@ XTUNER_PROMPT = ">>> "
 def xtuner_chat(model_dir: Path, template_name: str, questions: list[str], max_new_tokens: int = 64,
                 system: str | None = None, torch_dtype: str = "fp32") -> list[str]:
     """Ask ``xtuner chat`` the questions non-interactively (piped input, greedy) and return its answers (06_chat_compare)."""
-    from . import cli
-
     args = ["chat", str(model_dir), "--prompt-template", template_name, "--no-streamer", "--temperature", "0",
             "--max-new-tokens", str(max_new_tokens), "--torch-dtype", torch_dtype]
     if system:
@@ -110,6 +102,6 @@ def xtuner_chat(model_dir: Path, template_name: str, questions: list[str], max_n
     run = cli.run_xtuner(*args, input_text="".join(f"{q}\n\n" for q in questions) + "EXIT\n\n",
                          env={"PYTHONWARNINGS": "ignore"})  # warnings would interleave with the answers
     parts = run.output.split(XTUNER_PROMPT)[1:len(questions) + 1]
-    answers = [cut_at_stop(p.split("double enter to end input")[0], stop_words(template_name)) for p in parts]
+    answers = [_cut_at_stop(p.split("double enter to end input")[0], _stop_words(template_name)) for p in parts]
     cli.require(len(answers) == len(questions) and "Log: Exit!" in run.output, run, "an answer to every question")
     return answers

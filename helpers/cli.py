@@ -37,11 +37,12 @@ class XtunerRun:
     @property
     def traceback(self) -> str | None:
         """The last Python traceback in the output, if any (04_train)."""
-        return find_traceback(self.output)
+        return _find_traceback(self.output)
 
 
 def xtuner_env(extra: dict | None = None) -> dict:
-    """Environment for xtuner: this interpreter's folder first on PATH (xtuner runs ``python``), MKL fixed (04_train)."""
+    """Environment for xtuner: this interpreter's folder first on PATH (xtuner runs ``python``), MKL fixed
+    (used by run_xtuner and preflight)."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(MKL_ENV)
@@ -51,19 +52,19 @@ def xtuner_env(extra: dict | None = None) -> dict:
 
 
 def xtuner_command(*args: str) -> list[str]:
-    """``xtuner ARGS`` using the xtuner installed beside this interpreter (03_xtuner_config)."""
+    """``xtuner ARGS`` using the xtuner installed beside this interpreter (02_your_own_data)."""
     local = Path(sys.executable).parent / "xtuner"
     return [str(local) if local.exists() else "xtuner", *map(str, args)]
 
 
 def show(command: list[str]) -> str:
-    """The command as the learner would type it in a terminal (04_train)."""
+    """The command as the learner would type it in a terminal (02_your_own_data)."""
     return shlex.join([Path(command[0]).name if command[0].endswith("/xtuner") else command[0], *command[1:]])
 
 
 def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str], None] | None = None,
                input_text: str | None = None, env: dict | None = None, cwd: Path | None = None) -> XtunerRun:
-    """Run ``xtuner ARGS``, streaming each output line to ``on_line`` and ``log_path`` (03_xtuner_config)."""
+    """Run ``xtuner ARGS``, streaming each output line to ``on_line`` and ``log_path`` (used by every helper that runs xtuner)."""
     command, lines, stopped = xtuner_command(*args), [], False
     log = open(log_path, "w", encoding="utf-8") if log_path else None
     try:
@@ -83,10 +84,10 @@ def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str]
                     if on_line:
                         on_line(line.rstrip("\n"))  # may raise StopRun to end the run on purpose
             except StopRun:
-                stop_group(proc)
+                _stop_group(proc)
                 stopped = True
             except BaseException:
-                stop_group(proc)
+                _stop_group(proc)
                 raise
     finally:
         if log:
@@ -94,7 +95,7 @@ def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str]
     return XtunerRun(command, "".join(lines), proc.returncode, memory.peak_gb, stopped)
 
 
-def group_rss_bytes(pgid: int) -> int:
+def _group_rss_bytes(pgid: int) -> int:
     """Resident memory of every process in process group ``pgid`` (xtuner and the python it starts), from /proc."""
     total, page = 0, os.sysconf("SC_PAGE_SIZE")
     for entry in os.scandir("/proc"):
@@ -119,7 +120,7 @@ class MemorySampler:
 
     def _sample(self) -> None:
         while not self._done.is_set():
-            self.peak = max(self.peak, group_rss_bytes(self.pgid))
+            self.peak = max(self.peak, _group_rss_bytes(self.pgid))
             self._done.wait(self.every)
 
     @property
@@ -135,8 +136,8 @@ class MemorySampler:
         self._thread.join()
 
 
-def stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    """End xtuner and the ``python``/``torchrun`` it started (their own process group): TERM, then KILL (04_train)."""
+def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """End xtuner and the ``python``/``torchrun`` it started (their own process group): TERM, then KILL."""
     if proc.poll() is not None:
         return
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
@@ -150,8 +151,8 @@ def stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
             return
 
 
-def find_traceback(output: str) -> str | None:
-    """The last ``Traceback ...`` block of ``output`` through its error line (04_train)."""
+def _find_traceback(output: str) -> str | None:
+    """The last ``Traceback ...`` block of ``output`` through its error line."""
     start = output.rfind("Traceback (most recent call last):")
     if start < 0:
         return None
@@ -163,7 +164,7 @@ def find_traceback(output: str) -> str | None:
 
 
 def require(ok: bool, run: XtunerRun, what: str, fix: str = "") -> None:
-    """Raise ``XtunerError`` with the real traceback when a command did not produce ``what`` (04_train)."""
+    """Raise ``XtunerError`` with the real traceback when a command did not produce ``what`` (used by every helper that runs xtuner)."""
     if ok:
         return
     detail = run.traceback or run.output[-3000:]

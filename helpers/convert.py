@@ -6,15 +6,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import cli, files
+from . import chat, cli, files
 
 
 class DiskSpaceError(OSError):
     """Raised before a conversion that would not fit on the disk."""
 
 
-def check_free_disk(target: Path, needed_gb: float, what: str) -> None:
-    """Fail before writing ``needed_gb`` if the disk holding ``target`` has less free (05_convert_merge)."""
+def _check_free_disk(target: Path, needed_gb: float, what: str) -> None:
+    """Fail before writing ``needed_gb`` if the disk holding ``target`` has less free."""
     free = files.free_disk_gb(target)
     if free < needed_gb:
         raise DiskSpaceError(
@@ -41,7 +41,7 @@ def pth_to_hf(config: Path, checkpoint: Path, out_dir: Path, overwrite: bool = F
     """``xtuner convert pth_to_hf CONFIG CKPT OUT``: the LoRA adapter in Hugging Face format (05_convert_merge)."""
     if not Path(checkpoint).exists():
         raise FileNotFoundError(f"Checkpoint {checkpoint} does not exist. Run notebook 04 first.")
-    check_free_disk(Path(out_dir).parent, files.dir_size_gb(checkpoint) + 0.1, "pth_to_hf")
+    _check_free_disk(Path(out_dir).parent, files.dir_size_gb(checkpoint) + 0.1, "pth_to_hf")
     return _convert_into(out_dir, overwrite, lambda tmp: ["convert", "pth_to_hf", str(config), str(checkpoint), str(tmp)],
                          "adapter_config.json", "a LoRA adapter")
 
@@ -51,7 +51,7 @@ def merge(base_model: Path, adapter: Path, out_dir: Path, device: str = "cpu", o
     for path, what in ((base_model, "base model"), (adapter, "adapter")):
         if not Path(path).is_dir():
             raise FileNotFoundError(f"The {what} folder {path} does not exist. Run the earlier steps first.")
-    check_free_disk(Path(out_dir).parent, files.dir_size_gb(base_model) * 1.1 + 0.1, "merge")
+    _check_free_disk(Path(out_dir).parent, files.dir_size_gb(base_model) * 1.1 + 0.1, "merge")
     args = lambda tmp: ["convert", "merge", str(base_model), str(adapter), str(tmp), "--max-shard-size", "2GB",
                         "--safe-serialization", "--device", device]
     return _convert_into(out_dir, overwrite, args, "*.safetensors", "merged weights")
@@ -60,8 +60,6 @@ def merge(base_model: Path, adapter: Path, out_dir: Path, device: str = "cpu", o
 def verify_merge(base_model: Path, adapter: Path, merged: Path, questions: list[str], template: str,
                  max_new_tokens: int = 32, trust_remote_code: bool = False) -> list[dict]:
     """Greedy answers of base+adapter and of the merged model, side by side, with ``same`` (05_convert_merge)."""
-    from . import chat
-
     with_adapter = chat.load_chat_model(base_model, adapter=adapter, trust_remote_code=trust_remote_code)
     a = chat.generate_answers(with_adapter, questions, template, max_new_tokens=max_new_tokens)
     del with_adapter

@@ -16,12 +16,12 @@ PACKAGES = ("torch", "torchvision", "xtuner", "transformers", "mmengine", "peft"
 
 
 def pinned() -> dict[str, str]:
-    """The versions this course is tested with; bitsandbytes depends on the torch that is here (00_environment)."""
+    """The versions this course is tested with; bitsandbytes depends on the torch that is here (used by preflight)."""
     return {**install.STACK, "bitsandbytes": install.bitsandbytes_for(install.installed_version("torch") or "")}
 
 
 def versions() -> list[dict]:
-    """Python and the stack's package versions, each against the course's pin (00_environment)."""
+    """Python and the stack's package versions, each against the course's pin (00_environment_and_base_model)."""
     rows = [{"package": "python", "installed": platform.python_version(), "pinned": "3.10–3.12", "ok": (3, 10) <= sys.version_info[:2] <= (3, 12)}]
     pins = pinned()
     for name in PACKAGES:
@@ -33,7 +33,7 @@ def versions() -> list[dict]:
 
 
 def hardware(path: Path = Path(".")) -> dict:
-    """CPU cores, RAM, free disk at ``path``, and the GPUs torch can see (00_environment)."""
+    """CPU cores, RAM, free disk at ``path``, and the GPUs torch can see (00_environment_and_base_model)."""
     import torch
 
     info = {"cpu_cores": os.cpu_count(), "ram_gb": round(_ram_bytes() / 1e9, 1),

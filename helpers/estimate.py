@@ -73,8 +73,8 @@ def shape_from_config(config: dict | str | Path) -> ModelShape:
                       qkv_bias=bool(config.get("attention_bias", config.get("model_type") == "qwen2")))
 
 
-def lora_params(shape: ModelShape, r: int) -> int:
-    """Trainable LoRA parameters when every attention and MLP projection gets an adapter (xtuner's default) (04_train)."""
+def _lora_params(shape: ModelShape, r: int) -> int:
+    """Trainable LoRA parameters when every attention and MLP projection gets an adapter (xtuner's default)."""
     h, i, kv = shape.hidden, shape.intermediate, shape.kv_dim
     per_layer = r * ((h + h) * 2 + (h + kv) * 2 + (h + i) * 3)
     return shape.layers * per_layer
@@ -88,7 +88,7 @@ def estimate_memory(shape: ModelShape, setup: Setup) -> dict:
         weights = shape.linear_params * 0.53 + other * act_bytes  # nf4 + double-quantised scales; rest unquantised
     else:
         weights = shape.params * act_bytes
-    trainable = shape.params if setup.method == "full" else lora_params(shape, setup.lora_r)
+    trainable = shape.params if setup.method == "full" else _lora_params(shape, setup.lora_r)
     # fp32 gradients + Adam m and v (+ an fp32 master copy for full fine-tuning in fp16)
     optimizer = trainable * (4 + 8 + (4 if setup.method == "full" and act_bytes == 2 else 0))
     if setup.deepspeed and setup.num_gpus > 1:

@@ -13,7 +13,7 @@ class OutputExistsError(FileExistsError):
 
 
 def check_writable(path: Path, overwrite: bool) -> Path:
-    """Refuse to replace an existing ``path`` unless ``overwrite`` is true (01_self_cognition_data)."""
+    """Refuse to replace an existing ``path`` unless ``overwrite`` is true (used by convert, formats, xconfig)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(
@@ -23,7 +23,7 @@ def check_writable(path: Path, overwrite: bool) -> Path:
 
 
 def atomic_write_text(path: Path, text: str, overwrite: bool = False) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename (01_self_cognition_data)."""
+    """Write ``text`` to ``path`` through a temporary file and a rename (used by course, formats, workspace, xconfig)."""
     path = check_writable(Path(path), overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -38,7 +38,7 @@ def atomic_write_text(path: Path, text: str, overwrite: bool = False) -> Path:
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path, overwrite: bool = False) -> Path:
-    """Move a finished ``tmp_dir`` into place as ``final_dir`` (05_convert_merge)."""
+    """Move a finished ``tmp_dir`` into place as ``final_dir`` (used by convert)."""
     final_dir = check_writable(Path(final_dir), overwrite)
     if final_dir.exists():
         shutil.rmtree(final_dir)
@@ -47,7 +47,7 @@ def replace_dir(tmp_dir: Path, final_dir: Path, overwrite: bool = False) -> Path
 
 
 def free_disk_gb(path: Path) -> float:
-    """Free disk space in GB on the file system holding ``path`` (00_environment)."""
+    """Free disk space in GB on the file system holding ``path`` (05_convert_merge)."""
     path = Path(path)
     while not path.exists():
         path = path.parent

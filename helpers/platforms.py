@@ -13,23 +13,23 @@ ROOT_VAR = "COURSE_PLATFORM_ROOT"
 WORKDIR_NAME = "xtuner-course-workspace"
 
 
-def fs_root() -> Path:
+def _fs_root() -> Path:
     """``/``, or ``$COURSE_PLATFORM_ROOT`` when a test simulates a platform."""
     return Path(os.environ.get(ROOT_VAR) or "/")
 
 
 def autodl_data_disk() -> Path:
-    """AutoDL's data disk, ``/root/autodl-tmp`` (the system disk is small) (00_environment)."""
-    return fs_root() / "root" / "autodl-tmp"
+    """AutoDL's data disk, ``/root/autodl-tmp`` (the system disk is small) (used by preflight)."""
+    return _fs_root() / "root" / "autodl-tmp"
 
 
 def internstudio_models() -> Path:
-    """InternStudio's shared model folder, ``/root/share/new_models`` (00_environment)."""
-    return fs_root() / "root" / "share" / "new_models"
+    """InternStudio's shared model folder, ``/root/share/new_models`` (used by models, preflight)."""
+    return _fs_root() / "root" / "share" / "new_models"
 
 
 def detect_platform() -> str:
-    """``internstudio``, ``autodl`` or ``other``, from the folders each platform provides (00_environment)."""
+    """``internstudio``, ``autodl`` or ``other``, from the folders each platform provides (00_environment_and_base_model)."""
     if internstudio_models().is_dir():
         return "internstudio"
     if autodl_data_disk().is_dir():
@@ -51,7 +51,7 @@ def default_workdir(repo_root: Path) -> Path:
     return Path(repo_root) / "workspace"
 
 
-def cache_dirs() -> dict[str, Path]:
+def _cache_dirs() -> dict[str, Path]:
     """Download caches to move off AutoDL's small system disk (empty elsewhere)."""
     if detect_platform() != "autodl":
         return {}
@@ -60,9 +60,9 @@ def cache_dirs() -> dict[str, Path]:
 
 
 def apply_cache_dirs() -> dict[str, str]:
-    """Set the AutoDL cache variables that the learner has not set; returns the ones it set (00_environment)."""
+    """Set the AutoDL cache variables that the learner has not set; returns the ones it set (used by install, workspace)."""
     applied = {}
-    for name, path in cache_dirs().items():
+    for name, path in _cache_dirs().items():
         if not os.environ.get(name):
             os.environ[name] = applied[name] = str(path)
     return applied

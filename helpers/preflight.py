@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -16,9 +17,13 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import env, files, install, platforms
+from jupyter_core.paths import jupyter_data_dir
+
+from . import cli, env, files, install, platforms
+from .estimate import OVERHEAD_GB, shape_from_config
 from .install import nvidia_driver_cuda
 from .profiles import Profile, get_profile
+from .workspace import get_workspace
 
 DOCS = "docs/troubleshooting.md"
 KNOWN_SHAPES = {  # params of the profiles' default models, for sizing before the model is on disk
@@ -37,7 +42,7 @@ class Check:
 
 
 def check_python() -> Check:
-    """xtuner 0.2.0 needs Python 3.10–3.12 (00_environment)."""
+    """xtuner 0.2.0 needs Python 3.10–3.12."""
     version = ".".join(map(str, sys.version_info[:3]))
     if (3, 10) <= sys.version_info[:2] <= (3, 12):
         return Check("python", "pass", version)
@@ -45,7 +50,7 @@ def check_python() -> Check:
 
 
 def check_torch(profile: Profile) -> Check:
-    """torch imports, and sees the GPU when the driver has one (00_environment)."""
+    """torch imports, and sees the GPU when the driver has one."""
     try:
         import torch
     except Exception as exc:  # a broken torch raises more than ImportError
@@ -68,7 +73,7 @@ def check_torch(profile: Profile) -> Check:
 
 
 def check_bitsandbytes(profile: Profile) -> Check:
-    """A real 4-bit (nf4) matmul on a tiny tensor, on the profile's device (00_environment)."""
+    """A real 4-bit (nf4) matmul on a tiny tensor, on the profile's device."""
     if profile.method != "qlora":
         return Check("bitsandbytes", "pass", "not needed (plain LoRA)")
     try:
@@ -85,9 +90,7 @@ def check_bitsandbytes(profile: Profile) -> Check:
 
 
 def check_xtuner_cli() -> Check:
-    """``xtuner`` is beside this Python and runs (00_environment)."""
-    from . import cli
-
+    """``xtuner`` is beside this Python and runs."""
     command = cli.xtuner_command("version")
     if command[0] == "xtuner" and not shutil.which("xtuner"):
         return Check("xtuner CLI", "fail", "xtuner is not on PATH", f"Run `make install`. {DOCS}#15")
@@ -102,7 +105,7 @@ def check_xtuner_cli() -> Check:
 
 
 def check_pins() -> Check:
-    """transformers, mmengine, peft and friends at the versions the course is tested with (00_environment)."""
+    """transformers, mmengine, peft and friends at the versions the course is tested with."""
     pins = env.pinned()
     wrong = [f"{r['package']} {r['installed']} (want {r['pinned']})" for r in env.versions()
              if r["package"] in pins and not r["ok"]]
@@ -112,7 +115,7 @@ def check_pins() -> Check:
 
 
 def check_deepspeed(profile: Profile) -> Check:
-    """DeepSpeed and mpi4py, only when the profile trains with DeepSpeed (00_environment)."""
+    """DeepSpeed and mpi4py, only when the profile trains with DeepSpeed."""
     if not profile.deepspeed:
         return Check("deepspeed", "pass", "not used by this profile")
     missing = [m for m in ("deepspeed", "mpi4py") if importlib.util.find_spec(m) is None]
@@ -123,13 +126,11 @@ def check_deepspeed(profile: Profile) -> Check:
 
 
 def check_install(python_prefix: Path | None = None) -> list[Check]:
-    """torch and bitsandbytes are still what `make install` planned, and torchvision imports (00_environment)."""
+    """torch and bitsandbytes are still what `make install` planned, and torchvision imports."""
     plan_file = Path(python_prefix or sys.prefix) / install.PLAN_FILE
     if not plan_file.is_file():
         return [Check("install plan", "warn", f"no {plan_file}: this environment was not made by `make install`",
                       "Run `make install` (it prints its plan and keeps the platform's torch).")]
-    import json
-
     plan = json.loads(plan_file.read_text())["plan"]
     now = {name: install.installed_version(name) for name in ("torch", "bitsandbytes")}
     moved = [f"{name} {plan[name]} -> {now[name]}" for name in now if now[name] != plan[name]]
@@ -148,11 +149,7 @@ def check_install(python_prefix: Path | None = None) -> list[Check]:
 
 
 def check_kernel() -> Check:
-    """The Jupyter kernel ``xtuner-course`` exists for this user and runs this environment's Python (00_environment)."""
-    import json
-
-    from jupyter_core.paths import jupyter_data_dir
-
+    """The Jupyter kernel ``xtuner-course`` exists for this user and runs this environment's Python."""
     spec = Path(jupyter_data_dir()) / "kernels" / install.KERNEL_NAME / "kernel.json"
     fix = (f"Run `make install`, or `{sys.executable} -m ipykernel install --user --name {install.KERNEL_NAME} "
            f"--display-name \"{install.KERNEL_DISPLAY_NAME}\"`.")
@@ -167,17 +164,13 @@ def check_kernel() -> Check:
 
 def model_params(profile: Profile, model_path: str | None = None) -> float:
     """Parameter count of the base model: from its config.json when on disk, else the profile's known model."""
-    from .estimate import shape_from_config
-
     if model_path and (Path(model_path) / "config.json").is_file():
         return shape_from_config(model_path).params
     return KNOWN_SHAPES.get(profile.model, 7.7e9)
 
 
 def resource_needs(profile: Profile, params: float) -> dict:
-    """GB of disk (download, merge) and RAM (training on CPU, merge) this profile needs (00_environment)."""
-    from .estimate import OVERHEAD_GB
-
+    """GB of disk (download, merge) and RAM (training on CPU, merge) this profile needs."""
     model_gb = params * 2 / 1e9  # bf16/fp16 on disk
     download = 0.0 if profile.model in ("smollm2", "tiny") else model_gb
     merge_ram = model_gb * 1.2  # the merge holds the fp16 model in RAM
@@ -187,7 +180,7 @@ def resource_needs(profile: Profile, params: float) -> dict:
 
 
 def check_resources(profile: Profile, workdir: Path, params: float) -> list[Check]:
-    """Free disk for download + merge + checkpoints, and RAM for training on CPU and for the merge (00_environment)."""
+    """Free disk for download + merge + checkpoints, and RAM for training on CPU and for the merge."""
     need = resource_needs(profile, params)
     disk_need = need["download_gb"] + need["merge_disk_gb"] + need["checkpoints_gb"]
     free = files.free_disk_gb(workdir)
@@ -205,7 +198,7 @@ def check_resources(profile: Profile, workdir: Path, params: float) -> list[Chec
 
 
 def check_mkl() -> Check:
-    """MKL settings for convert/merge: the course sets them; a conflicting value in the shell is flagged (05_convert_merge)."""
+    """MKL settings for convert/merge: the course sets them; a conflicting value in the shell is flagged."""
     layer = os.environ.get("MKL_THREADING_LAYER")
     if layer and layer.upper() != "GNU":
         return Check("MKL", "warn", f"MKL_THREADING_LAYER={layer} in this shell",
@@ -214,7 +207,7 @@ def check_mkl() -> Check:
 
 
 def modelscope_reachable(timeout: float = 3.0) -> bool:
-    """Whether the ModelScope hub answers (a TCP connection, nothing downloaded) (00_environment)."""
+    """Whether the ModelScope hub answers (a TCP connection, nothing downloaded)."""
     try:
         socket.create_connection(("modelscope.cn", 443), timeout=timeout).close()
         return True
@@ -223,7 +216,7 @@ def modelscope_reachable(timeout: float = 3.0) -> bool:
 
 
 def check_platform(profile: Profile, model_path: str | None = None) -> Check:
-    """AutoDL / InternStudio / other, and whether the base model can be had (00_environment)."""
+    """AutoDL / InternStudio / other, and whether the base model can be had."""
     shared = platforms.internstudio_models()
     name = platforms.detect_platform()
     notes = {"internstudio": f"models in {shared}", "autodl": f"data disk {platforms.autodl_data_disk()}",
@@ -240,7 +233,7 @@ def check_platform(profile: Profile, model_path: str | None = None) -> Check:
 
 
 def run_checks(profile: Profile, workdir: Path, model_path: str | None = None) -> list[Check]:
-    """Every pre-flight check for ``profile`` (00_environment)."""
+    """Every pre-flight check for ``profile`` (00_environment_and_base_model)."""
     checks = [check_python(), check_torch(profile), *check_install(), check_bitsandbytes(profile), check_xtuner_cli(),
               check_pins(), check_deepspeed(profile), check_kernel()]
     checks += check_resources(profile, workdir, model_params(profile, model_path))
@@ -248,7 +241,7 @@ def run_checks(profile: Profile, workdir: Path, model_path: str | None = None) -
 
 
 def render(checks: list[Check]) -> str:
-    """The table as text, one check a line, fixes under failures (00_environment)."""
+    """The table as text, one check a line, fixes under failures (00_environment_and_base_model)."""
     marks = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
     lines = []
     for c in checks:
@@ -264,8 +257,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-path", default=None)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
-    from .workspace import get_workspace
-
     checks = run_checks(get_profile(args.profile), get_workspace(args.workdir).root, args.model_path)
     print(render(checks))
     failed = [c.name for c in checks if c.status == "fail"]
@@ -274,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def as_rows(checks: list[Check]) -> list[dict]:
-    """The checks as dicts, for a pandas table in the notebook (00_environment)."""
+    """The checks as dicts, for a pandas table in the notebook (00_environment_and_base_model)."""
     return [asdict(c) for c in checks]
 
 

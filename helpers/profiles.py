@@ -37,7 +37,7 @@ class Profile:
     deepspeed: str | None = None
 
     def with_overrides(self, **changes) -> "Profile":
-        """A copy with some fields changed; unknown names are an error (03_xtuner_config)."""
+        """A copy with some fields changed; unknown names are an error."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
@@ -70,8 +70,8 @@ PROFILES = {
 }
 
 
-def default_profile_name() -> str:
-    """``$COURSE_PROFILE`` if set, else ``gpu`` when torch sees CUDA, else ``cpu`` (00_environment)."""
+def _default_profile_name() -> str:
+    """``$COURSE_PROFILE`` if set, else ``gpu`` when torch sees CUDA, else ``cpu``."""
     if os.environ.get(ENV_VAR):
         return os.environ[ENV_VAR]
     import torch
@@ -80,8 +80,8 @@ def default_profile_name() -> str:
 
 
 def get_profile(name: str | None = None, **overrides) -> Profile:
-    """The profile called ``name`` (default: ``default_profile_name()``), with overrides (00_environment)."""
-    name = name or default_profile_name()
+    """The profile called ``name`` (default: ``_default_profile_name()``), with overrides (00_environment_and_base_model)."""
+    name = name or _default_profile_name()
     if name not in PROFILES:
         raise ValueError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)} (or set ${ENV_VAR}).")
     return PROFILES[name].with_overrides(**overrides)

@@ -1,19 +1,18 @@
-"""The validation report a data file gets before anything trains: format, map_fn, per-record problems, token lengths."""
+"""Checking a data file before anything trains: every problem by line, the matching map_fn, token lengths against max_length.
+
+``validate`` is the one validator: the full report, or (``strict=True``, ``validate_file``) the first problem raised.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cli, data, formats, xconfig
-from .data import DataFormatError
-from .profiles import Profile
-
-CHECK_DIR = "own_data"  # sub-folder of configs/ for the config that `xtuner check-custom-dataset` reads
-# The dataset_map_fn that lets XTuner read each format as it is; ShareGPT has none in xtuner 0.2.0.
-MATCHING_MAP_FN = {**data.MAP_FNS, "alpaca": "alpaca_map_fn", "sharegpt": "(none: convert to conversation first)"}
+from . import cli, formats
+from .formats import DataFormatError
 
 
 @dataclass
@@ -24,6 +23,7 @@ class Problem:
     where: str
     problem: str
     fix: str
+    blocking: bool = True  # XTuner cannot train on the record as it is (strict mode raises it)
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """No problems and nothing truncated (02_your_own_data)."""
+        """No problems and nothing truncated."""
         return not self.problems and not (self.lengths and self.lengths["truncated"])
 
     def summary(self) -> dict:
@@ -58,13 +58,13 @@ class Report:
 
 # --- per-record checks ----------------------------------------------------------------------------
 
-def role_problems(loaded: formats.Loaded) -> list[Problem]:
-    """Role-order problems of OpenAI and ShareGPT records, all of them, by line (02_your_own_data)."""
+def _role_problems(loaded: formats.Loaded) -> list[Problem]:
+    """Role-order problems of OpenAI and ShareGPT records, all of them, by line."""
     problems = []
     if loaded.fmt not in ("openai", "sharegpt"):
         return problems
     for record, where in zip(loaded.records, loaded.where):
-        messages = record.get(formats.FORMAT_KEYS[loaded.fmt])
+        messages = record.get(formats.FORMATS[loaded.fmt].key)
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             continue  # not a list of messages: conversion reports it
         if loaded.fmt == "openai":
@@ -76,8 +76,8 @@ def role_problems(loaded: formats.Loaded) -> list[Problem]:
     return problems
 
 
-def conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str], list[Problem]]:
-    """Convert every record to ``conversation``, collecting the ones that cannot be (02_your_own_data)."""
+def _conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str], list[Problem]]:
+    """Convert every record to ``conversation``, collecting the ones that cannot be."""
     records, where, problems = [], [], []
     for record, place in zip(loaded.records, loaded.where):
         try:
@@ -88,26 +88,27 @@ def conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str], 
     return records, where, problems
 
 
-def schema_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
-    """Empty or missing inputs/outputs and wrong types, by line, in one pydantic pass (02_your_own_data)."""
+def _schema_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+    """Empty or missing inputs/outputs and wrong types, by line, in one pydantic pass."""
     return [Problem(str(path), where[i], f"{name}: {message}", "fill in the text or drop the record")
-            for i, name, message in data.schema_errors(records, "conversation")]
+            for i, name, message in formats.schema_errors(records)]
 
 
-def system_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
-    """A system prompt on a later turn, which XTuner would insert mid-conversation (02_your_own_data)."""
-    return [Problem(str(path), w, f"conversation.{i}.system is set on turn {i + 1}", "put the system prompt on turn 1 only")
+def _system_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+    """A system prompt on a later turn, which XTuner would insert mid-conversation."""
+    return [Problem(str(path), w, f"conversation.{i}.system is set on turn {i + 1}", "put the system prompt on turn 1 only",
+                    blocking=False)
             for r, w in zip(records, where) for i, turn in enumerate(r.get("conversation", [])[1:], start=1)
             if isinstance(turn, dict) and turn.get("system")]
 
 
-def duplicate_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
-    """Records identical to an earlier one (02_your_own_data)."""
+def _duplicate_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+    """Records identical to an earlier one."""
     seen, problems = {}, []
     for record, place in zip(records, where):
         key = _record_key(record)
         if key in seen:
-            problems.append(Problem(str(path), place, f"duplicate of {seen[key]}", "drop the repeated record"))
+            problems.append(Problem(str(path), place, f"duplicate of {seen[key]}", "drop the repeated record", blocking=False))
         else:
             seen[key] = place
     return problems
@@ -123,13 +124,13 @@ def _record_key(record: dict):
 
 def check_records(loaded: formats.Loaded) -> tuple[list[dict], list[Problem]]:
     """All per-record problems of a loaded file, and its records converted to ``conversation`` (02_your_own_data)."""
-    roles = role_problems(loaded)
-    records, where, problems = conversion_problems(loaded)
+    roles = _role_problems(loaded)
+    records, where, problems = _conversion_problems(loaded)
     reported = {p.where for p in roles}  # a bad role order also stops conversion: report it once
     problems = roles + [p for p in problems if p.where not in reported]
-    problems += schema_problems(records, where, loaded.path)
-    problems += system_problems(records, where, loaded.path)
-    problems += duplicate_problems(records, where, loaded.path)
+    problems += _schema_problems(records, where, loaded.path)
+    problems += _system_problems(records, where, loaded.path)
+    problems += _duplicate_problems(records, where, loaded.path)
     order = {w: i for i, w in enumerate(loaded.where)}
     problems.sort(key=lambda p: order.get(p.where, -1))
     return records, problems
@@ -137,9 +138,10 @@ def check_records(loaded: formats.Loaded) -> tuple[list[dict], list[Problem]]:
 
 # --- token lengths --------------------------------------------------------------------------------
 
-def fast_token_lengths(records: list[dict], tokenizer, template_name: str, batch_size: int = 4096) -> list[int]:
-    """Tokens per ``conversation`` record exactly as xtuner encodes it, via the tokenizer's batch API (02_your_own_data)."""
-    from xtuner.dataset.map_fns import template_map_fn_factory
+def token_lengths(records: list[dict], tokenizer, template_name: str, batch_size: int = 4096) -> list[int]:
+    """Tokens per record (``conversation`` or OpenAI) exactly as xtuner encodes it, before truncation; one batched
+    tokenizer pass (01_self_cognition_data)."""
+    from xtuner.dataset.map_fns import openai_map_fn, template_map_fn_factory
     from xtuner.dataset.utils import get_bos_eos_token_ids
     from xtuner.utils import PROMPT_TEMPLATE
 
@@ -147,6 +149,8 @@ def fast_token_lengths(records: list[dict], tokenizer, template_name: str, batch
     bos, eos = get_bos_eos_token_ids(tokenizer)
     texts, shape = [], []  # every piece encode_fn encodes separately; per record (pieces, special tokens)
     for record in records:
+        if "conversation" not in record:
+            record = openai_map_fn(copy.deepcopy(record))  # as xtuner maps OpenAI data (it edits records in place)
         turns = apply_template({"conversation": [dict(t) for t in record["conversation"]]})["conversation"]
         pieces, specials, needs_bos = 0, 0, True
         for turn in turns:
@@ -159,7 +163,7 @@ def fast_token_lengths(records: list[dict], tokenizer, template_name: str, batch
         shape.append((pieces, specials))
     counts = []
     for start in range(0, len(texts), batch_size):
-        counts += count_tokens(tokenizer, texts[start:start + batch_size])
+        counts += _count_tokens(tokenizer, texts[start:start + batch_size])
     lengths, position = [], 0
     for pieces, specials in shape:
         lengths.append(specials + sum(counts[position:position + pieces]))
@@ -167,11 +171,18 @@ def fast_token_lengths(records: list[dict], tokenizer, template_name: str, batch
     return lengths
 
 
-def count_tokens(tokenizer, texts: list[str]) -> list[int]:
-    """Tokens in each text (no special tokens added), one batch call; fast tokenizers skip building id lists (02_your_own_data)."""
+def _count_tokens(tokenizer, texts: list[str]) -> list[int]:
+    """Tokens in each text (no special tokens added), one batch call; fast tokenizers skip building id lists."""
     if getattr(tokenizer, "is_fast", False):
         return [len(encoding) for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]]
+
+
+def length_summary(lengths: list[int], max_length: int) -> dict:
+    """Count, mean, max and how many samples ``max_length`` would truncate (01_self_cognition_data)."""
+    over = sum(n > max_length for n in lengths)
+    return {"samples": len(lengths), "mean_tokens": round(sum(lengths) / len(lengths), 1), "max_tokens": max(lengths),
+            "max_length": max_length, "truncated": over, "truncated_share": round(over / len(lengths), 4)}
 
 
 def plot_lengths(lengths: list[int], max_length: int, path: Path):
@@ -198,21 +209,43 @@ def too_long(lengths: list[int], max_length: int) -> list[int]:
 # --- the report -----------------------------------------------------------------------------------
 
 def validate(path: Path, dataset_map_fn: str | None = "auto", tokenizer=None, template_name: str | None = None,
-             max_length: int | None = None) -> Report:
-    """Load any supported file and report every problem, the matching map_fn and token lengths (02_your_own_data)."""
-    loaded = formats.load_records(path)
+             max_length: int | None = None, strict: bool = False, known: tuple[str, ...] = tuple(formats.FORMATS)) -> Report:
+    """Load any supported file and report every problem, the matching map_fn and token lengths; ``strict`` raises the
+    first problem instead (02_your_own_data)."""
+    loaded = formats.load_records(path, known)
     records, problems = check_records(loaded)
-    expected = MATCHING_MAP_FN[loaded.fmt]
-    if dataset_map_fn != "auto" and dataset_map_fn != expected:
-        if loaded.fmt in data.MAP_FNS:
-            data.check_map_fn(loaded.fmt, dataset_map_fn, loaded.path)
-        raise DataFormatError(f"{loaded.path} is in {loaded.fmt!r} format: dataset_map_fn {expected}, not {dataset_map_fn}. "
-                              "Simplest fix: formats.convert_file to conversation JSONL, then dataset_map_fn=None.")
-    report = Report(loaded.path, loaded.fmt, expected, len(loaded.records), problems)
+    blocking = [p for p in problems if p.blocking]
+    if strict and blocking:
+        first = blocking[0]
+        raise DataFormatError(f"{first.file}, {first.where}: {first.problem} ({first.fix})")
+    if dataset_map_fn != "auto":
+        check_map_fn(loaded.fmt, dataset_map_fn, loaded.path)
+    report = Report(loaded.path, loaded.fmt, formats.FORMATS[loaded.fmt].map_fn, len(loaded.records), problems)
     if tokenizer is not None and records:
-        report.token_counts = fast_token_lengths(records, tokenizer, template_name)
-        report.lengths = data.length_summary(report.token_counts, max_length)
+        report.token_counts = token_lengths(records, tokenizer, template_name)
+        report.lengths = length_summary(report.token_counts, max_length)
     return report
+
+
+def validate_file(path: Path, dataset_map_fn: str | None = "auto") -> str:
+    """Strict check of a file in a format the course trains on: the first problem raised, else the format
+    (01_self_cognition_data)."""
+    return validate(path, dataset_map_fn, strict=True, known=formats.TRAINED).fmt
+
+
+def check_map_fn(fmt: str, dataset_map_fn: str | None, path: Path | str = "the data") -> None:
+    """Fail before training when ``dataset_map_fn`` does not fit the data format (02_your_own_data)."""
+    wanted = formats.FORMATS[fmt].map_fn
+    if dataset_map_fn == wanted:
+        return
+    if fmt not in formats.TRAINED:
+        raise DataFormatError(f"{path} is in {fmt!r} format: dataset_map_fn {wanted}, not {dataset_map_fn}. "
+                              "Simplest fix: formats.convert_file to conversation JSONL, then dataset_map_fn=None.")
+    raise DataFormatError(
+        f"{path} is in {fmt!r} format, which needs dataset_map_fn={wanted}, but the config uses "
+        f"{dataset_map_fn}. Training would fail with KeyError ('text' / 'messages'). Set dataset_map_fn={wanted} "
+        "(docs/troubleshooting.md#8)."
+    )
 
 
 def split_records(records: list[dict], eval_fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
@@ -227,15 +260,6 @@ def split_records(records: list[dict], eval_fraction: float, seed: int = 0) -> t
 
 
 # --- the real xtuner check ------------------------------------------------------------------------
-
-def write_check_config(profile: Profile, base_model: Path, data_file: Path, configs_dir: Path, system: str = "",
-                       overwrite: bool = False) -> Path:
-    """A course config that trains on ``data_file``, for ``xtuner check-custom-dataset`` (02_your_own_data)."""
-    folder = Path(configs_dir) / CHECK_DIR
-    copied = xconfig.copy_config(profile.base_config, folder, overwrite=overwrite)
-    edits = xconfig.course_edits(profile, base_model, data_file, "conversation", ["hello"], system=system)
-    return xconfig.write_edited(copied, folder / f"check_{Path(data_file).stem}.py", edits, overwrite=overwrite)
-
 
 def check_custom_dataset(config: Path, log_path: Path | None = None) -> cli.XtunerRun:
     """Run the real ``xtuner check-custom-dataset CONFIG``; judged by its output, not its exit code (02_your_own_data)."""

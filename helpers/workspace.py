@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import platforms
+from . import files, platforms
 
 ENV_VAR = "COURSE_WORKDIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,13 +32,44 @@ class Workspace:
 
     root: Path
 
-    def __getattr__(self, name: str) -> Path:
-        if name in LAYOUT:
-            return self.root / name
-        raise AttributeError(name)
+    # One property per folder of LAYOUT (a test keeps the two lists equal), so editors and grep see them.
+    @property
+    def models(self) -> Path:
+        """``models/``: base models prepared for the course (00_environment_and_base_model)."""
+        return self.root / "models"
+
+    @property
+    def data(self) -> Path:
+        """``data/``: training data (JSONL) (01_self_cognition_data)."""
+        return self.root / "data"
+
+    @property
+    def configs(self) -> Path:
+        """``configs/``: XTuner configs copied and edited by notebook 03 (02_your_own_data)."""
+        return self.root / "configs"
+
+    @property
+    def work_dirs(self) -> Path:
+        """``work_dirs/``: xtuner train output (03_xtuner_config)."""
+        return self.root / "work_dirs"
+
+    @property
+    def hf_adapter(self) -> Path:
+        """``hf_adapter/``: the LoRA adapter in Hugging Face format (05_convert_merge)."""
+        return self.root / "hf_adapter"
+
+    @property
+    def merged(self) -> Path:
+        """``merged/``: base model + adapter merged (05_convert_merge)."""
+        return self.root / "merged"
+
+    @property
+    def reports(self) -> Path:
+        """``reports/``: answers, comparisons, plots, executed notebooks (00_environment_and_base_model)."""
+        return self.root / "reports"
 
     def ensure(self) -> "Workspace":
-        """Create the root and every sub-folder of the layout (00_environment)."""
+        """Create the root and every sub-folder of the layout."""
         for name in LAYOUT:
             (self.root / name).mkdir(parents=True, exist_ok=True)
         return self
@@ -49,26 +80,24 @@ class Workspace:
         return self.root / "course_state.json"
 
     def read_state(self) -> dict:
-        """Everything earlier notebooks recorded (00_environment)."""
+        """Everything earlier notebooks recorded (04_train)."""
         return json.loads(self.state_file.read_text(encoding="utf-8")) if self.state_file.is_file() else {}
 
     def update_state(self, **values) -> dict:
-        """Record ``values`` for the later notebooks (paths are stored as strings) (00_environment)."""
-        from .files import atomic_write_text
-
+        """Record ``values`` for the later notebooks (paths are stored as strings) (00_environment_and_base_model)."""
         state = self.read_state() | {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
-        atomic_write_text(self.state_file, json.dumps(state, ensure_ascii=False, indent=2) + "\n", overwrite=True)
+        files.atomic_write_text(self.state_file, json.dumps(state, ensure_ascii=False, indent=2) + "\n", overwrite=True)
         return state
 
     def recall(self, key: str, notebook: str):
-        """A value an earlier notebook recorded; a clear error names the notebook to run first (03_xtuner_config)."""
+        """A value an earlier notebook recorded; a clear error names the notebook to run first (01_self_cognition_data)."""
         state = self.read_state()
         if key not in state:
             raise LookupError(f"{self.state_file} has no {key!r} yet: run notebook {notebook} first (same working folder).")
         return state[key]
 
     def describe(self) -> list[tuple[str, str]]:
-        """Rows of (folder, what goes there) for the learner (00_environment)."""
+        """Rows of (folder, what goes there) for the learner (00_environment_and_base_model)."""
         return [(str(self.root / name), why) for name, why in LAYOUT.items()]
 
 
@@ -79,7 +108,7 @@ def workdir_path(root: str | os.PathLike | None = None) -> Path:
 
 
 def get_workspace(root: str | os.PathLike | None = None) -> Workspace:
-    """The working folder, created with its layout; on AutoDL the download caches go to the data disk (00_environment)."""
+    """The working folder, created with its layout; on AutoDL the download caches go to the data disk (00_environment_and_base_model)."""
     platforms.apply_cache_dirs()
     return Workspace(workdir_path(root)).ensure()
 

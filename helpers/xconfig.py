@@ -9,9 +9,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cli, files
-from .data import MAP_FNS
+from . import cli, files, formats, validation
 from .profiles import Profile
+
+CHECK_DIR = "own_data"  # sub-folder of configs/ for the config that `xtuner check-custom-dataset` reads
 
 
 class ConfigEditError(ValueError):
@@ -48,18 +49,18 @@ def copy_config(name: str, dest_dir: Path, overwrite: bool = False) -> Path:
     return dest
 
 
-def setting(name: str, value: str) -> Edit:
-    """Set a top-level ``name = ...`` line of PART 1 to the Python expression ``value`` (03_xtuner_config)."""
+def _setting(name: str, value: str) -> Edit:
+    """Set a top-level ``name = ...`` line of PART 1 to the Python expression ``value``."""
     return Edit(f"set {name}", rf"^{re.escape(name)} = .*$", f"{name} = {value}")
 
 
-def literal(text: str, new: str, what: str | None = None) -> Edit:
-    """Replace the exact ``text`` once (03_xtuner_config)."""
+def _literal(text: str, new: str, what: str | None = None) -> Edit:
+    """Replace the exact ``text`` once."""
     return Edit(what or f"replace {text.strip()!r}", re.escape(text), new.replace("\\", "\\\\"))
 
 
-def apply_edits(text: str, edits: list[Edit], source: str = "config") -> str:
-    """Apply every edit; an edit whose target is absent raises ``ConfigEditError`` (03_xtuner_config)."""
+def _apply_edits(text: str, edits: list[Edit], source: str = "config") -> str:
+    """Apply every edit; an edit whose target is absent raises ``ConfigEditError``."""
     for edit in edits:
         text, found = re.subn(edit.pattern, edit.replacement, text, flags=re.MULTILINE)
         if found != edit.count:
@@ -73,30 +74,30 @@ def apply_edits(text: str, edits: list[Edit], source: str = "config") -> str:
 def course_edits(profile: Profile, model_path: Path, data_path: Path, data_format: str,
                  evaluation_inputs: list[str], system: str = "") -> list[Edit]:
     """Every change from the built-in InternLM2 QLoRA config to the course's config (03_xtuner_config)."""
-    map_fn = MAP_FNS[data_format]
+    map_fn = formats.FORMATS[data_format].map_fn
     edits = [
-        setting("pretrained_model_name_or_path", repr(str(model_path))),
+        _setting("pretrained_model_name_or_path", repr(str(model_path))),
         Edit("rename alpaca_en_path to data_path", r"^alpaca_en_path = .*$", f"data_path = {str(data_path)!r}"),
-        literal("dataset=dict(type=load_dataset, path=alpaca_en_path)",
+        _literal("dataset=dict(type=load_dataset, path=alpaca_en_path)",
                 'dataset=dict(type=load_dataset, path="json", data_files=dict(train=data_path))'),
-        literal("dataset_map_fn=alpaca_map_fn", f"dataset_map_fn={map_fn}"),
-        literal("import alpaca_map_fn, template_map_fn_factory",
+        _literal("dataset_map_fn=alpaca_map_fn", f"dataset_map_fn={map_fn}"),
+        _literal("import alpaca_map_fn, template_map_fn_factory",
                 f"import {map_fn + ', ' if map_fn else ''}template_map_fn_factory"),
         Edit("rename alpaca_en to train_dataset", r"^alpaca_en = dict\(", "train_dataset = dict("),
-        literal("dataset=alpaca_en,", "dataset=train_dataset,"),
-        setting("prompt_template", f"PROMPT_TEMPLATE.{profile.prompt_template}"),
-        setting("max_length", str(profile.max_length)),
-        setting("batch_size", f"{profile.batch_size}  # per_device"),
-        setting("accumulative_counts", str(profile.accumulative_counts)),
-        setting("lr", repr(profile.lr)),
-        setting("save_steps", str(profile.save_steps)),
-        setting("evaluation_freq", str(profile.evaluation_freq)),
-        setting("SYSTEM", repr(system)),
-        setting("evaluation_inputs", repr(list(evaluation_inputs))),
-        literal("        r=64,\n        lora_alpha=16,", f"        r={profile.lora_r},\n        lora_alpha={profile.lora_alpha},"),
-        literal("log_metric_by_epoch=False, interval=10", f"log_metric_by_epoch=False, interval={profile.log_interval}"),
-        literal("randomness = dict(seed=None,", "randomness = dict(seed=0,"),
-        literal("        prompt_template=prompt_template,\n    ),\n]",
+        _literal("dataset=alpaca_en,", "dataset=train_dataset,"),
+        _setting("prompt_template", f"PROMPT_TEMPLATE.{profile.prompt_template}"),
+        _setting("max_length", str(profile.max_length)),
+        _setting("batch_size", f"{profile.batch_size}  # per_device"),
+        _setting("accumulative_counts", str(profile.accumulative_counts)),
+        _setting("lr", repr(profile.lr)),
+        _setting("save_steps", str(profile.save_steps)),
+        _setting("evaluation_freq", str(profile.evaluation_freq)),
+        _setting("SYSTEM", repr(system)),
+        _setting("evaluation_inputs", repr(list(evaluation_inputs))),
+        _literal("        r=64,\n        lora_alpha=16,", f"        r={profile.lora_r},\n        lora_alpha={profile.lora_alpha},"),
+        _literal("log_metric_by_epoch=False, interval=10", f"log_metric_by_epoch=False, interval={profile.log_interval}"),
+        _literal("randomness = dict(seed=None,", "randomness = dict(seed=0,"),
+        _literal("        prompt_template=prompt_template,\n    ),\n]",
                 f"        prompt_template=prompt_template,\n        max_new_tokens={profile.max_new_tokens},\n    ),\n]",
                 "limit the evaluation hook's answers to max_new_tokens"),
     ]
@@ -104,7 +105,7 @@ def course_edits(profile: Profile, model_path: Path, data_path: Path, data_forma
         edits.append(Edit("trust_remote_code=False", r"trust_remote_code=True", "trust_remote_code=False", count=2))
     if profile.method == "lora":
         edits.append(Edit("drop quantization_config (plain LoRA)", r"(?s)\n        quantization_config=dict\(.*?\n        \),", ""))
-    edits += _iteration_edits(profile) if profile.max_iters else [setting("max_epochs", str(profile.max_epochs))]
+    edits += _iteration_edits(profile) if profile.max_iters else [_setting("max_epochs", str(profile.max_epochs))]
     if profile.device == "cpu":
         edits += _cpu_edits(profile)
     return edits
@@ -116,7 +117,7 @@ def _iteration_edits(profile: Profile) -> list[Edit]:
         Edit("max_epochs -> max_iters", r"^max_epochs = .*$", f"max_iters = {profile.max_iters}"),
         Edit("warmup_ratio -> warmup_iters", r"^warmup_ratio = .*$", f"warmup_iters = {profile.warmup_iters}"),
         Edit("iteration-based param_scheduler", r"(?s)^param_scheduler = \[\n.*?\n\]$", ITER_SCHEDULER),
-        literal("train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)",
+        _literal("train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)",
                 "train_cfg = dict(type=TrainLoop, max_iters=max_iters)"),
     ]
 
@@ -144,22 +145,31 @@ setattr(__import__("transformers.integrations.bitsandbytes", fromlist=["_"]),
 def _cpu_edits(profile: Profile) -> list[Edit]:
     """float32, OptimWrapper, gloo and the CPU patches: what ``xtuner train`` needs without a GPU."""
     edits = [
-        literal("torch_dtype=torch.float16,", "torch_dtype=torch.float32,"),
-        literal("import AmpOptimWrapper,", "import OptimWrapper,"),
-        literal("type=AmpOptimWrapper,", "type=OptimWrapper,"),
-        literal('    loss_scale="dynamic",\n    dtype="float16",\n', "", "drop AMP loss_scale and dtype"),
-        literal('dist_cfg=dict(backend="nccl")', 'dist_cfg=dict(backend="gloo")'),
+        _literal("torch_dtype=torch.float16,", "torch_dtype=torch.float32,"),
+        _literal("import AmpOptimWrapper,", "import OptimWrapper,"),
+        _literal("type=AmpOptimWrapper,", "type=OptimWrapper,"),
+        _literal('    loss_scale="dynamic",\n    dtype="float16",\n', "", "drop AMP loss_scale and dtype"),
+        _literal('dist_cfg=dict(backend="nccl")', 'dist_cfg=dict(backend="gloo")'),
         Edit("append the CPU adaptations", r"\Z", CPU_PATCHES.replace("\\", "\\\\")),
     ]
     if profile.method == "qlora":
-        edits.append(literal("bnb_4bit_compute_dtype=torch.float16,", "bnb_4bit_compute_dtype=torch.float32,"))
+        edits.append(_literal("bnb_4bit_compute_dtype=torch.float16,", "bnb_4bit_compute_dtype=torch.float32,"))
     return edits
 
 
 def write_edited(source: Path, dest: Path, edits: list[Edit], overwrite: bool = False) -> Path:
     """Write ``source`` with ``edits`` applied to ``dest`` (atomic; ``source`` is untouched) (03_xtuner_config)."""
-    text = apply_edits(Path(source).read_text(encoding="utf-8"), edits, str(source))
+    text = _apply_edits(Path(source).read_text(encoding="utf-8"), edits, str(source))
     return files.atomic_write_text(dest, text, overwrite=overwrite)
+
+
+def write_check_config(profile: Profile, base_model: Path, data_file: Path, configs_dir: Path, system: str = "",
+                       overwrite: bool = False) -> Path:
+    """A course config that trains on ``data_file``, for ``xtuner check-custom-dataset`` (02_your_own_data)."""
+    folder = Path(configs_dir) / CHECK_DIR
+    copied = copy_config(profile.base_config, folder, overwrite=overwrite)
+    edits = course_edits(profile, base_model, data_file, "conversation", ["hello"], system=system)
+    return write_edited(copied, folder / f"check_{Path(data_file).stem}.py", edits, overwrite=overwrite)
 
 
 def unified_diff(before: Path, after: Path) -> str:
@@ -181,9 +191,7 @@ def load_config(path: Path):
 
 def check_config_data(cfg) -> str:
     """Validate the config's training file against its ``dataset_map_fn`` before training; returns the format (03_xtuner_config)."""
-    from .data import validate_file
-
     dataset = cfg.train_dataloader.dataset
     map_fn = dataset.dataset_map_fn
     name = None if map_fn is None else getattr(map_fn, "__name__", str(map_fn))
-    return validate_file(Path(dataset.dataset.data_files["train"]), name)
+    return validation.validate_file(Path(dataset.dataset.data_files["train"]), name)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers import data, formats, models, validation
+from helpers import formats, models, validation
 
 WORDS = "简历 面试 offer 实习 薪资 跳槽 转行 规划 项目 经历 resume interview salary career skills".split()
 
@@ -76,15 +76,11 @@ def main() -> None:
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(models.build_tiny_model(tmp / models.TINY_DIR))
-            records = data.read_jsonl(out)
-            validation.fast_token_lengths(records[:10], tokenizer, "qwen_chat")  # import xtuner outside the timing
+            records = formats.read_jsonl(out)
+            validation.token_lengths(records[:10], tokenizer, "qwen_chat")  # import xtuner outside the timing
             lengths, fast_s = timed("token lengths (fast tokenizer, batch API)", n,
-                                    lambda: validation.fast_token_lengths(records, tokenizer, "qwen_chat"))
-            sample = records[:2000]
-            _, slow_s = timed("token lengths, per record (data.token_lengths)", len(sample),
-                              lambda: data.token_lengths(sample, tokenizer, "qwen_chat"))
-            print(f"\n{sum(lengths):,} tokens, {sum(lengths) / fast_s:,.0f} tokens/s; mean {sum(lengths) / n:.0f} per conversation; "
-                  f"per-record path extrapolated to {n:,} rows: {slow_s * n / len(sample):.0f} s")
+                                    lambda: validation.token_lengths(records, tokenizer, "qwen_chat"))
+            print(f"\n{sum(lengths):,} tokens, {sum(lengths) / fast_s:,.0f} tokens/s; mean {sum(lengths) / n:.0f} per conversation")
     print(f"peak RSS of this process: {peak_rss_mib():.0f} MiB")
 
 

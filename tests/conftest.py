@@ -1,5 +1,6 @@
 """Shared fixtures. Notebooks run under nbmake with the tiny profile in a throw-away working folder."""
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -40,3 +41,25 @@ def fake_root(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv(platforms.ROOT_VAR, str(root))
     return root
+
+
+def _reference_token_lengths(records: list[dict], tokenizer, template_name: str) -> list[int]:
+    """The slow reference: xtuner's own map functions and ``encode_fn``, one record at a time."""
+    from xtuner.dataset.map_fns import openai_map_fn, template_map_fn_factory
+    from xtuner.dataset.utils import encode_fn
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    apply_template = template_map_fn_factory(template=PROMPT_TEMPLATE[template_name])
+    lengths = []
+    for record in records:
+        example = json.loads(json.dumps(record))  # xtuner's map functions edit records in place
+        example = openai_map_fn(example) if "messages" in example else example
+        example.update(apply_template(example))
+        lengths.append(len(encode_fn(example, tokenizer, max_length=10**9)["input_ids"]))
+    return lengths
+
+
+@pytest.fixture
+def reference_token_lengths():
+    """What ``validation.token_lengths`` must equal: xtuner's slow per-record encoding."""
+    return _reference_token_lengths

@@ -8,11 +8,11 @@ def test_prompt_matches_xtuner_templates():
     assert chat.build_prompt("qwen_chat", "Q", system="S") == (
         "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n")
     assert chat.build_prompt("internlm2_chat", "Q") == "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
-    assert "<|im_end|>" in chat.stop_words("internlm2_chat")
+    assert "<|im_end|>" in chat._stop_words("internlm2_chat")
 
 
 def test_cut_at_stop():
-    assert chat.cut_at_stop(" Paris.<|im_end|>\nmore", ["<|im_end|>", "<|endoftext|>"]) == "Paris."
+    assert chat._cut_at_stop(" Paris.<|im_end|>\nmore", ["<|im_end|>", "<|endoftext|>"]) == "Paris."
 
 
 def test_eval_questions_and_judging():

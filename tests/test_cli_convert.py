@@ -16,8 +16,8 @@ more log after
 
 
 def test_find_traceback():
-    assert cli.find_traceback(TRACE).splitlines()[-1] == "KeyError: 'messages'"
-    assert cli.find_traceback("all fine") is None
+    assert cli._find_traceback(TRACE).splitlines()[-1] == "KeyError: 'messages'"
+    assert cli._find_traceback("all fine") is None
 
 
 def test_xtuner_env_puts_this_python_first():
@@ -56,7 +56,7 @@ def test_merge_refuses_to_clobber(tmp_path, tiny_model):
 
 def test_disk_check_before_writing(tmp_path):
     with pytest.raises(convert.DiskSpaceError, match="merge needs about"):
-        convert.check_free_disk(tmp_path, files.free_disk_gb(tmp_path) + 1000, "merge")
+        convert._check_free_disk(tmp_path, files.free_disk_gb(tmp_path) + 1000, "merge")
 
 
 def test_failed_conversion_leaves_nothing_behind(tmp_path, tiny_model):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from helpers import data
+from helpers import data, formats
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_openai_conversion_keeps_system_and_order():
 def test_jsonl_round_trip_and_formats(tmp_path, records):
     conv = data.write_jsonl(records, tmp_path / "c.jsonl")
     oa = data.write_jsonl([data.to_openai(r) for r in records], tmp_path / "o.jsonl")
-    assert data.read_jsonl(conv) == records
+    assert formats.read_jsonl(conv) == records
     assert conv.read_text(encoding="utf-8").count("\n") == 40 and "小智" in conv.read_text(encoding="utf-8")
     assert data.validate_file(conv) == "conversation" and data.validate_file(oa) == "openai"
     assert data.validate_file(conv, None) == "conversation"
@@ -50,7 +50,7 @@ def test_write_refuses_to_clobber_and_empty(tmp_path, records):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         data.write_jsonl(records[:3], path)
     assert path.read_bytes() == before
-    with pytest.raises(data.DataFormatError, match="no records"):
+    with pytest.raises(formats.DataFormatError, match="no records"):
         data.write_jsonl([], tmp_path / "empty.jsonl")
 
 
@@ -63,39 +63,54 @@ def test_write_refuses_to_clobber_and_empty(tmp_path, records):
 def test_read_errors_name_file_and_line(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(data.DataFormatError, match=message) as err:
-        data.read_jsonl(path)
+    with pytest.raises(formats.DataFormatError, match=message) as err:
+        formats.read_jsonl(path)
     assert str(path) in str(err.value)
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(data.DataFormatError, match="does not exist. Run notebook 01"):
-        data.read_jsonl(tmp_path / "nope.jsonl")
+@pytest.mark.parametrize("relative, fix", [
+    ("workspace/data/self_cognition.jsonl", "Notebook 01 writes it: run notebook 01 first"),
+    ("workspace/data/own_data_train.jsonl", "Notebook 02 writes it: run notebook 02 first"),
+    ("my_files/self_cognition.jsonl", "Check the path and the file name"),  # the learner's own file, same name
+    ("workspace/data/my_own.jsonl", "Check the path and the file name"),
+])
+def test_missing_file_names_the_file_and_its_fix(tmp_path, relative, fix):
+    with pytest.raises(formats.DataFormatError, match=fix) as err:
+        formats.read_jsonl(tmp_path / relative)
+    assert str(err.value).startswith(f"{tmp_path / relative} does not exist.")
 
 
 @pytest.mark.parametrize("records, message", [
-    ([{"conversation": [{"input": "q", "output": " "}]}], "record 1: conversation.0.output: Value error, 'output' is empty"),
-    ([{"conversation": [{"input": "q"}]}], "record 1: conversation.0.output: Field required"),
-    ([{"conversation": []}], "record 1: conversation"),
+    ([{"conversation": [{"input": "q", "output": " "}]}], "line 1: conversation.0.output: Value error, 'output' is empty"),
+    ([{"conversation": [{"input": "q"}]}], "line 1: conversation.0.output: Field required"),
+    ([{"conversation": []}], "line 1: conversation"),
     ([{"text": "hello"}], "unknown format with keys \\['text'\\]"),
-    ([{"messages": [{"role": "user", "content": "q"}, {"role": "user", "content": "q"}]}], "no 'assistant' message"),
-    ([{"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}], "messages.0.role"),
-    ([{"conversation": [{"input": "q", "output": "a"}]}, {"messages": []}], "record 2: format differs"),
+    ([{"instruction": "q", "output": "a"}], "line 1: unknown format .* Expected one of: 'conversation'"),  # not trained on
+    ([{"messages": [{"role": "user", "content": "q"}, {"role": "user", "content": "q"}]}], "two 'user' messages in a row"),
+    ([{"messages": [{"role": "user", "content": "q"}]}], "the last message is not from the assistant"),
+    ([{"messages": [{"role": "bot", "content": "q"}, {"role": "assistant", "content": "a"}]}], "message 1 has role 'bot'"),
+    ([{"conversation": [{"input": "q", "output": "a"}]}, {"messages": []}], "line 2: format differs"),
 ])
 def test_validation_errors(tmp_path, records, message):
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    with pytest.raises(data.DataFormatError, match=message):
+    with pytest.raises(formats.DataFormatError, match=message):
         data.validate_file(path)
 
 
 def test_map_fn_mismatch_is_explained(tmp_path, records):
     path = data.write_jsonl(records, tmp_path / "c.jsonl")
-    with pytest.raises(data.DataFormatError, match="needs dataset_map_fn=None, but the config uses openai_map_fn"):
+    with pytest.raises(formats.DataFormatError, match="needs dataset_map_fn=None, but the config uses openai_map_fn"):
         data.validate_file(path, "openai_map_fn")
     oa = data.write_jsonl([data.to_openai(r) for r in records], tmp_path / "o.jsonl")
-    with pytest.raises(data.DataFormatError, match="needs dataset_map_fn=openai_map_fn.*KeyError"):
+    with pytest.raises(formats.DataFormatError, match="needs dataset_map_fn=openai_map_fn.*KeyError"):
         data.validate_file(oa, None)
+
+
+def test_strict_mode_lets_duplicates_and_late_system_prompts_through(tmp_path):
+    record = {"conversation": [{"input": "q", "output": "a"}, {"system": "late", "input": "q2", "output": "a2"}]}
+    path = data.write_jsonl([record, record], tmp_path / "d.jsonl")
+    assert data.validate_file(path) == "conversation"  # the report lists both; neither stops XTuner
 
 
 def test_bom_is_accepted(tmp_path):
@@ -110,18 +125,14 @@ def test_trim_to_sentence():
     assert data.trim_to_sentence("no end") == "no end"
 
 
-def test_token_lengths_match_xtuner_encoding(tiny_model, records):
+def test_token_lengths_match_xtuner_encoding(tiny_model, records, reference_token_lengths):
     from transformers import AutoTokenizer
-    from xtuner.dataset.map_fns import template_map_fn_factory
-    from xtuner.dataset.utils import encode_fn
-    from xtuner.utils import PROMPT_TEMPLATE
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    lengths = data.token_lengths(records[:3] + [data.to_openai(records[0])], tok, "qwen_chat")
-    example = json.loads(json.dumps(records[0]))
-    example.update(template_map_fn_factory(template=PROMPT_TEMPLATE.qwen_chat)(example))
-    ids = encode_fn(example, tok, max_length=10_000)["input_ids"]
-    assert lengths[0] == len(ids) == lengths[3]  # openai and conversation encode identically
+    mixed = records[:3] + [data.to_openai(records[0])]
+    lengths = data.token_lengths(mixed, tok, "qwen_chat")
+    assert lengths == reference_token_lengths(mixed, tok, "qwen_chat")
+    assert lengths[0] == lengths[3]  # openai and conversation encode identically
     assert records[0]["conversation"][0]["input"] == data.build_self_cognition("小智", "书生学员", 40, 1)[0]["conversation"][0]["input"]
     summary = data.length_summary(lengths, max_length=min(lengths))
     assert summary["truncated"] == sum(n > min(lengths) for n in lengths) and summary["max_tokens"] == max(lengths)

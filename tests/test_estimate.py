@@ -33,7 +33,7 @@ def test_lora_parameter_count_matches_peft(tiny_model):
     config = LoraConfig(r=8, lora_alpha=16, target_modules=find_all_linear_names(model), task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    assert estimate.lora_params(estimate.shape_from_config(tiny_model), 8) == trainable
+    assert estimate._lora_params(estimate.shape_from_config(tiny_model), 8) == trainable
 
 
 def test_qlora_is_smaller_than_lora_is_smaller_than_full():

@@ -39,6 +39,12 @@ def test_workspace_layout_and_env(tmp_path, monkeypatch):
         ws.nonsense
 
 
+def test_workspace_has_one_property_per_layout_folder(ws):
+    properties = {n for n, v in vars(workspace.Workspace).items() if isinstance(v, property)} - {"state_file"}
+    assert properties == set(workspace.LAYOUT)
+    assert all(getattr(ws, name) == ws.root / name for name in workspace.LAYOUT)
+
+
 def test_state_round_trip_and_missing_key(ws):
     ws.update_state(profile="tiny", base_model=ws.models / "m")
     assert ws.recall("base_model", "00") == str(ws.models / "m")

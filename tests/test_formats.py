@@ -50,7 +50,7 @@ def test_shipped_files_load_convert_and_come_back(name, fmt, n, lossless):
     loaded = formats.load_records(DATASETS_DIR / name)
     assert loaded.fmt == fmt and len(loaded.records) == n
     converted = formats.convert_loaded(loaded)
-    assert data.schema_errors(converted, "conversation") == []
+    assert formats.schema_errors(converted) == []
     assert ([formats.from_conversation(r, fmt) for r in converted] == loaded.records) is lossless
 
 
@@ -76,25 +76,25 @@ def test_math_bytes_survive_the_round_trip(tmp_path):
 @pytest.mark.parametrize("fmt", ["conversation", "openai", "sharegpt"])
 def test_multi_turn_round_trip_is_lossless(fmt):
     there = formats.from_conversation(CONV, fmt)
-    assert formats.detect_format(there) == fmt
+    assert formats._detect_format(there) == fmt
     assert formats.to_conversation(there, fmt) == CONV
 
 
 def test_sharegpt_and_openai_shapes():
-    assert formats.to_sharegpt(ONE) == {"conversations": [{"from": "system", "value": "S"}, {"from": "human", "value": "Q"},
+    assert formats._to_sharegpt(ONE) == {"conversations": [{"from": "system", "value": "S"}, {"from": "human", "value": "Q"},
                                                           {"from": "gpt", "value": "A"}]}
     assert formats.from_openai({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}) == \
         {"conversation": [{"input": "Q", "output": "A"}]}
 
 
 def test_alpaca_both_ways():
-    assert formats.from_alpaca({"instruction": "Do", "input": "this", "output": "Done"}) == \
+    assert formats._from_alpaca({"instruction": "Do", "input": "this", "output": "Done"}) == \
         {"conversation": [{"input": "Do\nthis", "output": "Done"}]}
-    assert formats.from_alpaca({"instruction": "Do", "input": "", "output": "Done"}) == \
+    assert formats._from_alpaca({"instruction": "Do", "input": "", "output": "Done"}) == \
         {"conversation": [{"input": "Do", "output": "Done"}]}
-    assert formats.to_conversation(formats.to_alpaca(ONE), "alpaca") == ONE
-    with pytest.raises(data.DataFormatError, match="Alpaca holds one turn, this record has 2"):
-        formats.to_alpaca(CONV, "x.jsonl, line 4")
+    assert formats.to_conversation(formats._to_alpaca(ONE), "alpaca") == ONE
+    with pytest.raises(formats.DataFormatError, match="Alpaca holds one turn, this record has 2"):
+        formats._to_alpaca(CONV, "x.jsonl, line 4")
 
 
 @pytest.mark.parametrize("roles, message", [
@@ -143,7 +143,7 @@ BAD_RECORD_FILES = [
 @pytest.mark.parametrize("name, content, message", BAD_RECORD_FILES, ids=[b[0] for b in BAD_RECORD_FILES])
 def test_bad_record_files_name_file_and_line(tmp_path, name, content, message):
     path = _bad_file(tmp_path, name, content)
-    with pytest.raises(data.DataFormatError, match=message):
+    with pytest.raises(formats.DataFormatError, match=message):
         formats.load_records(path)
 
 
@@ -161,7 +161,7 @@ def test_convert_file_rejects_a_turn_without_output_and_writes_nothing(tmp_path,
     good = formats.from_conversation({"conversation": [{"input": "q", "output": "a"}]}, fmt)
     source = _bad_file(tmp_path, "in.jsonl", json.dumps(good) + "\n" + json.dumps(bad) + "\n")
     dest = tmp_path / "out.jsonl"
-    with pytest.raises(data.DataFormatError, match=message):
+    with pytest.raises(formats.DataFormatError, match=message):
         formats.convert_file(source, dest)
     assert not dest.exists()
 
@@ -170,7 +170,7 @@ def test_convert_file_rejects_a_turn_without_output_and_writes_nothing(tmp_path,
 def test_convert_file_writes_conversation_jsonl(tmp_path, name):
     out = formats.convert_file(DATASETS_DIR / name, tmp_path / "out.jsonl")
     assert data.validate_file(out, None) == "conversation"
-    assert len(data.read_jsonl(out)) == len(formats.load_records(DATASETS_DIR / name).records)
+    assert len(formats.read_jsonl(out)) == len(formats.load_records(DATASETS_DIR / name).records)
 
 
 def test_convert_file_refuses_to_overwrite(tmp_path):
@@ -184,21 +184,12 @@ def test_convert_file_refuses_to_overwrite(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_write_json_round_trip_and_refusal(tmp_path):
-    records = formats.load_records(DATASETS_DIR / "openai_messages.json").records
-    path = formats.write_json(records, tmp_path / "o.json")
-    assert formats.load_records(path).records == records
-    with pytest.raises(FileExistsError):
-        formats.write_json(records[:1], path)
-    assert formats.load_records(path).records == records
-
-
 # --- tables: bad sheets --------------------------------------------------------------------------------
 
 def test_missing_columns_lists_the_columns_it_has(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["Question", "Reply"], ["q", "a"]])
     table = formats.read_table(path)
-    with pytest.raises(data.DataFormatError, match=r"no column\(s\) \['问题', '回答'\].*columns are \['Question', 'Reply'\]"):
+    with pytest.raises(formats.DataFormatError, match=r"no column\(s\) \['问题', '回答'\].*columns are \['Question', 'Reply'\]"):
         formats.table_to_conversation(table, "问题", "回答", source=str(path))
 
 
@@ -209,30 +200,30 @@ def test_missing_columns_lists_the_columns_it_has(tmp_path):
 ])
 def test_empty_sheets(tmp_path, rows, message):
     path = write_xlsx(tmp_path / "empty.xlsx", rows)
-    with pytest.raises(data.DataFormatError, match=message) as err:
+    with pytest.raises(formats.DataFormatError, match=message) as err:
         formats.read_table(path)
     assert "empty.xlsx" in str(err.value)
 
 
 def test_unknown_sheet_lists_sheets(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["问题", "回答"], ["q", "a"]], sheet="data")
-    with pytest.raises(data.DataFormatError, match=r"no sheet named 'Sheet9'; the workbook has sheets \['data'\]"):
+    with pytest.raises(formats.DataFormatError, match=r"no sheet named 'Sheet9'; the workbook has sheets \['data'\]"):
         formats.read_table(path, "Sheet9")
 
 
 def test_sheet_number_out_of_range_and_not_a_workbook(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["问题", "回答"], ["q", "a"]], sheet="data")
     assert formats.read_table(path, 0).loc[2, "回答"] == "a"
-    with pytest.raises(data.DataFormatError, match=r"no sheet number 2; the workbook has sheets \['data'\]"):
+    with pytest.raises(formats.DataFormatError, match=r"no sheet number 2; the workbook has sheets \['data'\]"):
         formats.read_table(path, 2)
     fake = _bad_file(tmp_path, "fake.xlsx", "问题,回答\nq,a\n")
-    with pytest.raises(data.DataFormatError, match=r"fake.xlsx is not a readable .xlsx workbook.*save it again as .xlsx"):
+    with pytest.raises(formats.DataFormatError, match=r"fake.xlsx is not a readable .xlsx workbook.*save it again as .xlsx"):
         formats.read_table(fake)
 
 
 def test_sheet_with_only_empty_answers_is_an_error(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["问题", "回答"], ["q1", None], ["q2", "  "]])
-    with pytest.raises(data.DataFormatError, match="no row has both"):
+    with pytest.raises(formats.DataFormatError, match="no row has both"):
         formats.table_to_conversation(formats.read_table(path), "问题", "回答", source=str(path))
 
 
@@ -242,22 +233,75 @@ def test_sheet_with_only_empty_answers_is_an_error(tmp_path):
     (dt.date(2025, 1, 2), "2025-01-02"), ("  keep  ", "  keep  "),
 ])
 def test_cell_text(value, text):
-    assert formats.cell_text(value) == text
+    assert formats._cell_text(value) == text
 
 
 def test_table_types_and_unsupported_table(tmp_path):
     path = write_xlsx(tmp_path / "qa.xlsx", [["问题", "回答"], [12, dt.datetime(2024, 2, 29)], ["x", 0.1]])
     table = formats.read_table(path)
     assert table.loc[2].tolist() == ["12", "2024-02-29"] and table.loc[3, "回答"] == "0.1"
-    with pytest.raises(data.DataFormatError, match=r"unsupported table type '.ods'"):
+    with pytest.raises(formats.DataFormatError, match=r"unsupported table type '.ods'"):
         formats.read_table(_bad_file(tmp_path, "x.ods", "x"))
-    with pytest.raises(data.DataFormatError, match="does not exist"):
+    with pytest.raises(formats.DataFormatError, match="does not exist"):
         formats.read_table(tmp_path / "nope.xlsx")
 
 
-def test_non_utf8_csv_is_named(tmp_path):
-    path = _bad_file(tmp_path, "gbk.csv", "问题,回答\n你好,再见\n".encode("gbk"))
-    with pytest.raises(data.DataFormatError, match=r"gbk.csv, line 1: not UTF-8"):
+# --- learners' real files: title rows above the header, CSV saved by Excel on Chinese Windows ---------------
+
+TITLED = [["2025 年职业咨询问答汇总", None, None], [None, None, None], ["编号", "问题", "回答"],
+          [1, "怎么写简历？", "一页，突出成果。"], [2, "面试穿什么？", None], [3, "要不要跳槽？", "先想清楚目标。"]]
+
+
+def test_header_below_a_title_row_is_found_and_rows_keep_excel_numbers(tmp_path):
+    path = write_xlsx(tmp_path / "titled.xlsx", TITLED)
+    table = formats.read_table(path, columns=["问题", "回答"])
+    assert list(table.columns) == ["编号", "问题", "回答"] and list(table.index) == [4, 5, 6]
+    assert table.attrs["header_row"] == 3 and table.loc[6, "回答"] == "先想清楚目标。"
+    records, report = formats.table_to_conversation(table, "问题", "回答", source=str(path))
+    assert report.empty == {5: ["回答"]} and report.kept_rows == [4, 6] and len(records) == 2
+    assert list(formats.read_table(path, header_row=3).index) == [4, 5, 6]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"columns": ["Question", "回答"]}, r"no row holds all of the columns \['Question', '回答'\]; the first rows are "
+                                       r"\[\"row 1: \['2025 年职业咨询问答汇总'\]\", \"row 3: \['编号', '问题', '回答'\]\""),
+    ({"header_row": 2}, r"row 2 \(header_row\) is empty"),
+    ({"header_row": 9}, r"row 9 \(header_row\) is empty or past the last row \(6\)"),
+])
+def test_header_that_cannot_be_found_is_explained(tmp_path, kwargs, message):
+    path = write_xlsx(tmp_path / "titled.xlsx", TITLED)
+    with pytest.raises(formats.DataFormatError, match=message) as err:
+        formats.read_table(path, **kwargs)
+    assert "titled.xlsx" in str(err.value)
+
+
+def test_missing_column_names_the_header_row(tmp_path):
+    table = formats.read_table(write_xlsx(tmp_path / "titled.xlsx", TITLED), header_row=3)
+    with pytest.raises(formats.DataFormatError, match=r"no column\(s\) \['答案'\] in row 3 \(the header row\)"):
+        formats.table_to_conversation(table, "问题", "答案")
+
+
+@pytest.mark.parametrize("encoding, detected", [("gbk", "gb18030"), ("gb18030", "gb18030"), ("utf-8", "utf-8-sig"),
+                                                ("utf-8-sig", "utf-8-sig")])
+def test_csv_in_gbk_or_utf8_is_read_and_the_encoding_reported(tmp_path, encoding, detected):
+    text = "问题,回答\r\n你好,再见\r\n“引号”里的字,〇㐀\r\n"  # gb18030-only characters too (〇 is GBK, 㐀 is not)
+    if encoding == "gbk":
+        text = text.replace("㐀", "好")
+    path = _bad_file(tmp_path, "sheet.csv", text.encode(encoding))
+    table = formats.read_table(path, columns=["问题", "回答"])
+    assert table.attrs["encoding"] == detected and table.loc[2, "回答"] == "再见"
+    assert table.loc[3].tolist() == ["“引号”里的字", "〇好" if encoding == "gbk" else "〇㐀"]
+
+
+def test_damaged_gbk_csv_is_refused_at_the_damaged_line(tmp_path):
+    raw = "问题,回答\n你好,再见\n".encode("gbk") + b"q,\x81\x20\n"  # a GBK lead byte without its second byte
+    with pytest.raises(formats.DataFormatError, match=r"damaged.csv, line 3: not UTF-8 or GBK/GB18030 text \(byte 0x81"):
+        formats.read_table(_bad_file(tmp_path, "damaged.csv", raw))
+
+
+def test_csv_that_no_encoding_explains_is_refused_with_its_line(tmp_path):
+    path = _bad_file(tmp_path, "broken.csv", "问题,回答\n你好,再见\n".encode("utf-8") + b"q,\xff\xfe\n")
+    with pytest.raises(formats.DataFormatError, match=r"broken.csv, line 3: not UTF-8 or GBK/GB18030 text \(byte 0xff"):
         formats.read_table(path)
 
 

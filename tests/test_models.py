@@ -34,7 +34,7 @@ def test_model_config_eos_matches_tokenizer(tiny_model):
 
 
 def test_embedded_gguf_is_found():
-    gguf = models.find_smollm2_gguf()
+    gguf = models._find_smollm2_gguf()
     assert gguf.name == models.SMOLLM2_GGUF and gguf.stat().st_size > 50e6
 
 

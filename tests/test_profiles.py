@@ -12,7 +12,7 @@ def test_auto_profile_is_cpu_without_cuda(monkeypatch):
     import torch
 
     monkeypatch.delenv(profiles.ENV_VAR, raising=False)
-    assert profiles.default_profile_name() == ("gpu" if torch.cuda.is_available() else "cpu")
+    assert profiles._default_profile_name() == ("gpu" if torch.cuda.is_available() else "cpu")
 
 
 def test_unknown_profile_and_setting():

@@ -26,7 +26,7 @@ def tokenizer(tiny_model):
 
 def test_clean_files_have_no_problems_and_the_right_map_fn():
     expected = {"math_qa.jsonl": None, "multi_turn.jsonl": None, "openai_messages.json": "openai_map_fn",
-                "alpaca.json": "alpaca_map_fn", "sharegpt.jsonl": validation.MATCHING_MAP_FN["sharegpt"]}
+                "alpaca.json": "alpaca_map_fn", "sharegpt.jsonl": formats.FORMATS["sharegpt"].map_fn}
     for name, map_fn in expected.items():
         report = validation.validate(DATASETS_DIR / name)
         assert report.problems == [] and report.map_fn == map_fn and report.ok, name
@@ -81,24 +81,24 @@ def test_all_problems_are_listed_not_just_the_first(tmp_path):
 ])
 def test_map_fn_mismatch_is_an_error(tmp_path, fmt, records, chosen, message):
     path = write_lines(tmp_path / "d.jsonl", records)
-    with pytest.raises(data.DataFormatError, match=message):
+    with pytest.raises(formats.DataFormatError, match=message):
         validation.validate(path, dataset_map_fn=chosen)
-    assert validation.validate(path, dataset_map_fn=validation.MATCHING_MAP_FN[fmt]).fmt == fmt
+    assert validation.validate(path, dataset_map_fn=formats.FORMATS[fmt].map_fn).fmt == fmt
 
 
-def test_fast_token_lengths_equal_xtuner_encoding(tokenizer):
+def test_token_lengths_equal_xtuner_encoding(tokenizer, reference_token_lengths):
     records = formats.convert_loaded(formats.load_records(DATASETS_DIR / "multi_turn.jsonl"))
     records += formats.convert_loaded(formats.load_records(DATASETS_DIR / "math_qa.jsonl"))
     records += data.build_self_cognition("小智", "书生学员", 20)
     for template in ("qwen_chat", "internlm2_chat", "default"):
-        fast = validation.fast_token_lengths(records, tokenizer, template, batch_size=7)
-        assert fast == data.token_lengths(records, tokenizer, template), template
+        fast = validation.token_lengths(records, tokenizer, template, batch_size=7)
+        assert fast == reference_token_lengths(records, tokenizer, template), template
     assert all(n > 0 for n in fast)
 
 
 def test_length_report_histogram_and_too_long(tmp_path, tokenizer):
     path = data.write_jsonl(formats.convert_loaded(formats.load_records(DATASETS_DIR / "math_qa.jsonl")), tmp_path / "m.jsonl")
-    lengths = data.token_lengths(data.read_jsonl(path), tokenizer, "qwen_chat")
+    lengths = data.token_lengths(formats.read_jsonl(path), tokenizer, "qwen_chat")
     cut = sorted(lengths)[len(lengths) // 2]
     report = validation.validate(path, None, tokenizer, "qwen_chat", max_length=cut)
     assert report.token_counts == lengths and report.lengths["truncated"] == sum(n > cut for n in lengths) > 0
@@ -131,7 +131,7 @@ def check_config(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("own")
     train = data.write_jsonl(formats.convert_loaded(formats.load_records(DATASETS_DIR / "multi_turn.jsonl")),
                              folder / "train.jsonl")
-    return validation.write_check_config(profiles.get_profile("tiny"), tiny_model, train, folder / "configs")
+    return xconfig.write_check_config(profiles.get_profile("tiny"), tiny_model, train, folder / "configs")
 
 
 def test_write_check_config_points_at_the_data_and_never_clobbers(check_config, tiny_model):
@@ -139,7 +139,7 @@ def test_write_check_config_points_at_the_data_and_never_clobbers(check_config, 
     assert cfg.train_dataloader.dataset.dataset.data_files["train"].endswith("train.jsonl")
     assert cfg.train_dataloader.dataset.dataset_map_fn is None and cfg.pretrained_model_name_or_path == str(tiny_model)
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        validation.write_check_config(profiles.get_profile("tiny"), tiny_model, check_config.parent.parent / "train.jsonl",
+        xconfig.write_check_config(profiles.get_profile("tiny"), tiny_model, check_config.parent.parent / "train.jsonl",
                                       check_config.parent.parent)
 
 
@@ -162,4 +162,4 @@ def test_xtuner_check_custom_dataset_catches_a_wrong_map_fn(check_config, tmp_pa
 
 def test_count_tokens_matches_encoding_each_text(tokenizer):
     texts = ["<|im_start|>user\n你好<|im_end|>\n", "résumé interview 面试", "", "\\frac{1}{2}"]
-    assert validation.count_tokens(tokenizer, texts) == [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+    assert validation._count_tokens(tokenizer, texts) == [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]

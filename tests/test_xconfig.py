@@ -1,6 +1,6 @@
 import pytest
 
-from helpers import cli, data, profiles, xconfig
+from helpers import cli, data, formats, profiles, xconfig
 
 BUILTIN = "internlm2_chat_1_8b_qlora_alpaca_e3"
 
@@ -68,16 +68,16 @@ def test_gpu_profile_keeps_the_gpu_settings(copied, tmp_path, train_file):
 
 
 def test_openai_data_gets_openai_map_fn(copied, tmp_path, train_file):
-    oa = data.write_jsonl([data.to_openai(r) for r in data.read_jsonl(train_file)], tmp_path / "oa.jsonl")
+    oa = data.write_jsonl([data.to_openai(r) for r in formats.read_jsonl(train_file)], tmp_path / "oa.jsonl")
     cfg = xconfig.load_config(_edited(copied, tmp_path, profiles.get_profile("tiny"), oa, fmt="openai"))
     assert cfg.train_dataloader.dataset.dataset_map_fn.__name__ == "openai_map_fn"
     assert xconfig.check_config_data(cfg) == "openai"
 
 
 def test_mismatched_map_fn_is_caught_before_training(copied, tmp_path, train_file):
-    oa = data.write_jsonl([data.to_openai(r) for r in data.read_jsonl(train_file)], tmp_path / "oa.jsonl")
+    oa = data.write_jsonl([data.to_openai(r) for r in formats.read_jsonl(train_file)], tmp_path / "oa.jsonl")
     cfg = xconfig.load_config(_edited(copied, tmp_path, profiles.get_profile("tiny"), oa, fmt="conversation"))
-    with pytest.raises(data.DataFormatError, match="needs dataset_map_fn=openai_map_fn, but the config uses None"):
+    with pytest.raises(formats.DataFormatError, match="needs dataset_map_fn=openai_map_fn, but the config uses None"):
         xconfig.check_config_data(cfg)
 
 
@@ -90,11 +90,11 @@ def test_plain_lora_drops_quantization(copied, tmp_path, train_file):
 def test_absent_edit_target_fails_loudly(copied, tmp_path):
     edited = tmp_path / "x.py"
     with pytest.raises(xconfig.ConfigEditError, match=f"{BUILTIN}_copy.py: cannot set no_such_setting"):
-        xconfig.write_edited(copied, edited, [xconfig.setting("no_such_setting", "1")])
+        xconfig.write_edited(copied, edited, [xconfig._setting("no_such_setting", "1")])
     assert not edited.exists()
     text = copied.read_text().replace('dist_cfg=dict(backend="nccl")', "dist_cfg=dict()")
     with pytest.raises(xconfig.ConfigEditError, match="my_config.py: cannot replace 'dist_cfg=dict\\(backend=\"nccl\"\\)'"):
-        xconfig.apply_edits(text, xconfig._cpu_edits(profiles.get_profile("cpu")), "my_config.py")
+        xconfig._apply_edits(text, xconfig._cpu_edits(profiles.get_profile("cpu")), "my_config.py")
 
 
 def test_edits_do_not_touch_the_copy_and_diff_shows_them(copied, tmp_path, train_file):
