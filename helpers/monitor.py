@@ -41,7 +41,8 @@ class TrainingMonitor:
         self.stopped = False  # True once the run was ended on purpose at stop_at
         self.live = in_notebook() if live is None else live
         self._sample: list[str] | None = None
-        self.bar = tqdm(total=None, desc="xtuner train", unit="it", disable=not progress)
+        # dynamic_ncols: in Jupyter the bar takes the cell's width instead of a few pixels beside long text
+        self.bar = tqdm(total=None, desc="xtuner train", unit="it", dynamic_ncols=True, disable=not progress)
         if self.live:
             import ipywidgets
             from IPython.display import display
@@ -120,7 +121,7 @@ class TrainingMonitor:
         # tqdm.notebook paints every bar closed before its total as failed; a planned stop is not a failure
         from tqdm.std import tqdm as text_tqdm
 
-        self.bar.set_description(f"planned stop after iteration {self.stop_at}, checkpoint saved")
+        self.bar.set_description("planned stop, checkpoint saved")  # short: the bar keeps its width beside it
         if hasattr(self.bar, "container"):  # the notebook widget
             self.bar.disp(bar_style="info")
             text_tqdm.close(self.bar)

@@ -78,7 +78,7 @@ def test_planned_stop_is_not_shown_as_a_failure(widget_bar):
             mon(log(i))
     mon.close()
     assert widget_bar(mon).bar_style == "info" and widget_bar(mon).value == 5
-    assert "planned stop after iteration 5" in mon.bar.container.children[0].value.replace("\u2007", " ")
+    assert "planned stop, checkpoint saved" in mon.bar.container.children[0].value.replace("\u2007", " ")
 
 
 def test_run_that_ends_early_keeps_the_error_style(widget_bar):
