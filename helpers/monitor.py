@@ -63,8 +63,8 @@ class TrainingMonitor:
         info = self.parse(line)
         if info:
             self._on_iter(info)
-        elif SAVED.search(line) and self.bar.total:
-            self.bar.update(int(SAVED.search(line).group(1)) - self.bar.n)  # the last iteration need not be logged
+        elif (saved := SAVED.search(line)) and self.bar.total:
+            self.bar.update(int(saved.group(1)) - self.bar.n)  # the last iteration need not be logged
 
     def _on_iter(self, info: dict) -> None:
         if self.stop_at is not None and info["iter"] > self.stop_at:
