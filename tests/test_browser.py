@@ -99,6 +99,35 @@ def open_notebook(page, url: str, name: str) -> None:
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
 
 
+def check_notebooks_open_unmodified(page, lab) -> None:
+    """Open every notebook (and a control that JupyterLab must modify): no unsaved-changes mark on the course's."""
+    control = json.loads((lab["root"] / "00_environment_and_base_model.ipynb").read_text(encoding="utf-8"))
+    control["metadata"]["language_info"] = {"name": "python"}  # differs from what the kernel reports: JupyterLab edits it
+    (lab["root"] / "control.ipynb").write_text(json.dumps(control), encoding="utf-8")
+    for path in sorted(lab["root"].glob("*.ipynb")):
+        open_notebook(page, lab["url"], path.name)
+        page.wait_for_timeout(3000)  # long enough for JupyterLab to write the kernel's language_info (the control)
+        dirty = page.evaluate(PAGE_STATE)["dirty"]
+        assert dirty if path.name == "control.ipynb" else not dirty, f"{path.name}: unsaved-changes mark {dirty}"
+
+
+def run_all_and_watch(page, url: str, name: str, limit_s: float = 600) -> list[dict]:
+    """Run All Cells in a notebook and sample the page every half second until every cell ran or one failed."""
+    open_notebook(page, url, name)
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    samples, start = [], time.time()
+    while time.time() - start < limit_s:
+        samples.append(state := page.evaluate(PAGE_STATE))
+        if state["errors"] or all(p.strip("[]:").isdigit() for p in state["prompts"]):
+            break
+        if state["bars"]:
+            page.locator(".widget-hprogress").last.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+    print(f"{name} ran in JupyterLab in {time.time() - start:.0f} s; final state: {json.dumps(state)[:1200]}")
+    return samples
+
+
 def test_notebook_04_in_jupyterlab(lab, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -108,48 +137,33 @@ def test_notebook_04_in_jupyterlab(lab, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        control = json.loads((lab["root"] / "00_environment_and_base_model.ipynb").read_text(encoding="utf-8"))
-        control["metadata"]["language_info"] = {"name": "python"}  # what the kernel reports differs: JupyterLab edits it
-        (lab["root"] / "control.ipynb").write_text(json.dumps(control), encoding="utf-8")
-        for path in sorted(lab["root"].glob("*.ipynb")):
-            open_notebook(page, lab["url"], path.name)
-            page.wait_for_timeout(3000)  # long enough for JupyterLab to write the kernel's language_info (the control)
-            dirty = page.evaluate(PAGE_STATE)["dirty"]
-            assert dirty if path.name == "control.ipynb" else not dirty, f"{path.name}: unsaved-changes mark {dirty}"
-        t0 = time.time()
-        open_notebook(page, lab["url"], "04_train.ipynb")
-        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-        samples = []
-        while time.time() - t0 < 600:
-            state = page.evaluate(PAGE_STATE)
-            samples.append(state)
-            done = state["prompts"] and all(p.strip("[]:").isdigit() for p in state["prompts"])
-            if done or state["errors"]:
-                break
-            if state["bars"]:
-                page.locator(".widget-hprogress").last.scroll_into_view_if_needed()
-            page.wait_for_timeout(500)
-        print(f"04 ran in JupyterLab in {time.time() - t0:.0f} s; final state: {json.dumps(state)[:1500]}")
-        page.locator(".widget-hprogress").first.scroll_into_view_if_needed()
-        page.screenshot(path=str(tmp_path / "04_train_bar.png"))
-        page.locator(".widget-hprogress").last.scroll_into_view_if_needed()
-        page.screenshot(path=str(tmp_path / "04_train_resumed.png"))
-        page.keyboard.press("Control+s")
-        page.wait_for_timeout(2000)
-        browser.close()
-    print("screenshots:", tmp_path / "04_train_bar.png", tmp_path / "04_train_resumed.png")
-    assert not state["errors"] and done, state["prompts"]
+        try:
+            check_notebooks_open_unmodified(page, lab)
+            samples = run_all_and_watch(page, lab["url"], "04_train.ipynb")
+            for which, shot in [("first", "04_train_bar.png"), ("last", "04_train_resumed.png")]:
+                getattr(page.locator(".widget-hprogress"), which).scroll_into_view_if_needed()
+                page.screenshot(path=str(tmp_path / shot))
+            page.keyboard.press("Control+s")
+            page.wait_for_selector(".jp-mod-dirty", state="detached", timeout=30_000)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            raise
+        finally:
+            print("screenshots in", tmp_path)
+            browser.close()
+    state = samples[-1]
+    assert not state["errors"] and all(p.strip("[]:").isdigit() for p in state["prompts"]), state["prompts"]
     first_bar = [s["bars"][0]["width"] for s in samples if s["bars"]]
-    print(f"{len(samples)} samples; first bar at {sorted(set(first_bar))} %; "
-          f"{len({p for s in samples for p in s['plots']})} different plot images")
+    plots = {plot for s in samples for plot in s["plots"]}
+    print(f"{len(samples)} samples; first bar at {sorted(set(first_bar))} %; {len(plots)} different plot images")
     assert len(set(first_bar)) >= 3 and first_bar == sorted(first_bar), f"the bar did not advance: {first_bar}"
-    assert len({plot for s in samples for plot in s["plots"]}) >= 2, "the live loss plot never updated"
+    assert len(plots) >= 2, "the live loss plot never updated"
     planned, resumed = state["bars"][:2]
     assert planned["style"] == "progress-bar-info" and "planned stop" in planned["text"], planned
     assert resumed["style"] == "progress-bar-success" and resumed["width"] == 100, resumed
     assert all(s["danger"] == 0 for s in samples), "an error-styled widget on a successful run"
     saved = json.loads((lab["root"] / "04_train.ipynb").read_text(encoding="utf-8"))
+    assert any(c.get("outputs") for c in saved["cells"]), "the executed notebook was not saved"
     assert stray_outputs(saved) == []
 
 
