@@ -13,7 +13,8 @@ install:  ## make .venv on the active Python (keeping its torch), install the st
 course: install  ## run notebooks 00 -> 06 on the embedded default (cpu profile) and write a report
 	$(PY) -m helpers.course --profile $(PROFILE)
 
-test: install  ## unit tests, notebook structure tests, every notebook under nbmake, one cpu run end to end
+test: install  ## unit tests, notebook structure tests, every notebook under nbmake, one cpu run end to end, 04 in a browser
+	bash scripts/install_browser.sh
 	$(PY) -m pytest
 
 preflight: install  ## instructors: check this machine for PROFILE (exit status 1 on a failure)

@@ -9,6 +9,7 @@ from . import cli
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOG_LINE = re.compile(r"^\d\d/\d\d \d\d:\d\d:\d\d - mmengine")
 SAMPLE_START = "Sample output:"
+SAVED = re.compile(r"Saving checkpoint at (\d+) iterations")
 
 
 class StopTraining(cli.StopRun):
@@ -39,9 +40,11 @@ class TrainingMonitor:
         self.rows: list[dict] = []
         self.samples: list[str] = []
         self.stop_at, self.plot_every = stop_at, plot_every
+        self.stopped = False  # True once the run was ended on purpose at stop_at
         self.live = in_notebook() if live is None else live
         self._sample: list[str] | None = None
-        self.bar = tqdm(total=None, desc="xtuner train", unit="it", disable=not progress)
+        # dynamic_ncols: in Jupyter the bar takes the cell's width instead of a few pixels beside long text
+        self.bar = tqdm(total=None, desc="xtuner train", unit="it", dynamic_ncols=True, disable=not progress)
         if self.live:
             import ipywidgets
             from IPython.display import display
@@ -62,16 +65,26 @@ class TrainingMonitor:
         info = self.parse(line)
         if info:
             self._on_iter(info)
+        elif (saved := SAVED.search(line)) and self.bar.total:
+            self.bar.update(int(saved.group(1)) - self.bar.n)  # the last iteration need not be logged
 
     def _on_iter(self, info: dict) -> None:
         if self.stop_at is not None and info["iter"] > self.stop_at:
+            self.stopped = True
             raise StopTraining(f"stopped after iteration {self.stop_at}")
         self.rows.append(info)
-        self.bar.total = info["max_iters"]
+        if self.bar.total != info["max_iters"]:
+            self._size_bar(info["max_iters"], info["iter"] - 1)
         self.bar.update(info["iter"] - self.bar.n)
         self.bar.set_postfix(loss=f"{info['loss']:.4f}", lr=f"{info['lr']:.2e}")
         if self.live and info["iter"] % self.plot_every == 0:
             self.redraw()
+
+    def _size_bar(self, total: int, done: int) -> None:
+        # reset() resizes the notebook widget (assigning .total does not); a resumed run starts at its checkpoint,
+        # and only this run's iterations count towards the rate and the time left
+        self.bar.reset(total=total)
+        self.bar.n = self.bar.last_print_n = self.bar.initial = done
 
     def _finish_sample(self) -> None:
         text = "\n".join(self._sample or []).strip()
@@ -101,4 +114,18 @@ class TrainingMonitor:
             self._finish_sample()
         if self.live and self.rows:
             self.redraw()
-        self.bar.close()
+        if self.stopped:
+            self._close_planned_stop()
+        else:
+            self.bar.close()  # a notebook bar that ends before its total turns red: the run failed or was interrupted
+
+    def _close_planned_stop(self) -> None:
+        # tqdm.notebook paints every bar closed before its total as failed; a planned stop is not a failure
+        from tqdm.std import tqdm as text_tqdm
+
+        self.bar.set_description("planned stop, checkpoint saved")  # short: the bar keeps its width beside it
+        if hasattr(self.bar, "container"):  # the notebook widget
+            self.bar.disp(bar_style="info")
+            text_tqdm.close(self.bar)
+        else:
+            self.bar.close()

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from notebook_outputs import stray_outputs
 
 from helpers import course
 
@@ -30,6 +31,8 @@ def test_cpu_profile_end_to_end(tmp_path):
     report = course.run_course("cpu", str(tmp_path / "ws"), {"max_iters": 40})
     reports = tmp_path / "ws" / "reports"
     assert sorted(p.name for p in (reports / "executed").iterdir()) == [p.name for p in course.notebook_paths()]
+    for executed in sorted((reports / "executed").iterdir()):
+        assert stray_outputs(json.loads(executed.read_text(encoding="utf-8"))) == [], executed.name
     training = json.loads((reports / "training_summary.json").read_text())
     assert training["iterations"] == 40 and training["final_loss"] < 0.5 * training["first_loss"]
     rows = json.loads((reports / "comparison.json").read_text(encoding="utf-8"))

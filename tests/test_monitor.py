@@ -39,6 +39,56 @@ def test_sample_at_the_end_of_output_is_kept():
     assert mon.samples == ["last answer"]
 
 
+@pytest.fixture
+def widget_bar(monkeypatch):
+    """Make the monitor use tqdm's notebook widget (what a learner sees in Jupyter), without a kernel."""
+    from functools import partial
+
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    monkeypatch.setattr("tqdm.auto.tqdm", partial(notebook_tqdm, display=False))
+    return lambda mon: mon.bar.container.children[1]  # the ipywidgets.IntProgress
+
+
+def saved(i):
+    return f"11/24 11:40:09 - mmengine - {ITER} - Saving checkpoint at {i} iterations"
+
+
+def test_bar_is_sized_by_the_log_and_advances_by_iterations(widget_bar):
+    mon = monitor.TrainingMonitor(live=False)
+    for i in range(1, 9):
+        mon(log(i))
+        assert (widget_bar(mon).value, widget_bar(mon).max) == (i, 10)
+    assert widget_bar(mon).layout.width is None  # not the 20 px square of a bar without a total
+    mon(saved(10))  # the last iteration is saved even when it is not logged
+    mon.close()
+    assert widget_bar(mon).value == 10 and widget_bar(mon).bar_style == "success"
+
+
+def test_resumed_run_starts_the_bar_at_its_checkpoint(widget_bar):
+    mon = monitor.TrainingMonitor(live=False)
+    mon(log(6))
+    assert (mon.bar.n, mon.bar.initial, widget_bar(mon).value, widget_bar(mon).max) == (6, 5, 6, 10)
+
+
+def test_planned_stop_is_not_shown_as_a_failure(widget_bar):
+    mon = monitor.TrainingMonitor(live=False, stop_at=5)
+    with pytest.raises(monitor.StopTraining):
+        for i in range(1, 7):
+            mon(log(i))
+    mon.close()
+    assert widget_bar(mon).bar_style == "info" and widget_bar(mon).value == 5
+    assert "planned stop, checkpoint saved" in mon.bar.container.children[0].value.replace("\u2007", " ")
+
+
+def test_run_that_ends_early_keeps_the_error_style(widget_bar):
+    mon = monitor.TrainingMonitor(live=False)
+    for i in range(1, 6):
+        mon(log(i))
+    mon.close()
+    assert widget_bar(mon).bar_style == "danger"
+
+
 def test_single_node_command():
     assert training.distributed_commands("c.py", "w", gpus_per_node=8) == [
         "NPROC_PER_NODE=8 xtuner train c.py --work-dir w --deepspeed deepspeed_zero2"]
