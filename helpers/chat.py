@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cli
-from .data import load_eval_questions  # noqa: F401  (notebooks 00, 03, 05 and 06 call chat.load_eval_questions)
 from .models import check_model_dir
 
 

@@ -1,7 +1,6 @@
 """Training data for the course: the shipped questions and prompts, and the self-cognition set built from them.
 
-Reading, checking, converting and writing files live in ``formats`` and ``validation``; the names below that come
-from there are kept here because notebooks 01 and 03 call them as ``data.*``.
+Reading, checking, converting and writing files live in ``formats`` and ``validation``.
 """
 
 from __future__ import annotations
@@ -11,8 +10,7 @@ import random
 import re
 from pathlib import Path
 
-from .formats import conversation_record, to_openai, write_jsonl  # noqa: F401
-from .validation import length_summary, token_lengths, validate_file  # noqa: F401
+from .formats import conversation_record
 from .workspace import DATASETS_DIR
 
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from . import files, install
-from .platforms import detect_platform  # noqa: F401  (00 calls env.detect_platform)
 
 PACKAGES = ("torch", "torchvision", "xtuner", "transformers", "mmengine", "peft", "bitsandbytes", "datasets",
             "deepspeed", "modelscope")

@@ -1,8 +1,10 @@
-"""Watching ``xtuner train``: progress bar, live loss curve and the evaluation hook's answers as they appear."""
+"""Watching ``xtuner train`` and reading what it logged: progress bar, loss curve, the evaluation hook's answers."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from . import cli
 
@@ -10,14 +12,15 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOG_LINE = re.compile(r"^\d\d/\d\d \d\d:\d\d:\d\d - mmengine")
 SAMPLE_START = "Sample output:"
 SAVED = re.compile(r"Saving checkpoint at (\d+) iterations")
+ITER_LINE = re.compile(r"Iter\(train\)\s*\[\s*(\d+)/(\d+)\].*?\blr:\s*(\S+).*?\bloss:\s*(\S+)")
 
 
 class StopTraining(cli.StopRun):
     """Raised by the monitor to end a run cleanly once a checkpoint is safely written."""
 
 
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (live widgets), False in a terminal or test (04_train)."""
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (live widgets), False in a terminal or test."""
     try:
         from IPython import get_ipython
 
@@ -34,14 +37,11 @@ class TrainingMonitor:
                  plot_every: int = 5):
         from tqdm.auto import tqdm
 
-        from .training import parse_iter_line
-
-        self.parse = parse_iter_line
         self.rows: list[dict] = []
         self.samples: list[str] = []
         self.stop_at, self.plot_every = stop_at, plot_every
         self.stopped = False  # True once the run was ended on purpose at stop_at
-        self.live = in_notebook() if live is None else live
+        self.live = _in_notebook() if live is None else live
         self._sample: list[str] | None = None
         # dynamic_ncols: in Jupyter the bar takes the cell's width instead of a few pixels beside long text
         self.bar = tqdm(total=None, desc="xtuner train", unit="it", dynamic_ncols=True, disable=not progress)
@@ -62,7 +62,7 @@ class TrainingMonitor:
         if line.endswith(SAMPLE_START):
             self._sample = []
             return
-        info = self.parse(line)
+        info = _parse_iter_line(line)
         if info:
             self._on_iter(info)
         elif (saved := SAVED.search(line)) and self.bar.total:
@@ -96,11 +96,9 @@ class TrainingMonitor:
                     print(text, "\n")
 
     def redraw(self) -> None:
-        """Redraw the live loss curve (04_train)."""
+        """Redraw the live loss curve (used by the monitor itself)."""
         import matplotlib.pyplot as plt
         from IPython.display import clear_output, display
-
-        from .training import plot_loss
 
         with self.plot_out:
             clear_output(wait=True)
@@ -109,7 +107,7 @@ class TrainingMonitor:
             plt.close(fig)
 
     def close(self) -> None:
-        """Flush the last sample, draw the final curve, close the bar (04_train)."""
+        """Flush the last sample, draw the final curve, close the bar (used by training.train)."""
         if self._sample is not None:
             self._finish_sample()
         if self.live and self.rows:
@@ -129,3 +127,73 @@ class TrainingMonitor:
             text_tqdm.close(self.bar)
         else:
             self.bar.close()
+
+
+def _parse_iter_line(line: str) -> dict | None:
+    """``{'iter', 'max_iters', 'lr', 'loss'}`` from an mmengine training log line, else None."""
+    match = ITER_LINE.search(line)
+    if not match:
+        return None
+    it, total, lr, loss = match.groups()
+    return {"iter": int(it), "max_iters": int(total), "lr": float(lr), "loss": float(loss)}
+
+
+def run_dirs(work_dir: Path) -> list[Path]:
+    """The timestamped log folders xtuner made in ``work_dir``, oldest first (used by training.train)."""
+    return sorted(p for p in Path(work_dir).glob("[0-9]*_[0-9]*") if (p / "vis_data").is_dir())
+
+
+def read_scalars(work_dir: Path, last_run_only: bool = False) -> list[dict]:
+    """Every logged iteration (loss, lr, time...) from ``vis_data/scalars.json``, runs in order (04_train)."""
+    rows = {}
+    for run_dir in run_dirs(work_dir)[-1:] if last_run_only else run_dirs(work_dir):
+        path = run_dir / "vis_data" / "scalars.json"
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    rows[row["iter"]] = row  # a resumed run continues the same iteration numbers
+    if not rows:
+        raise FileNotFoundError(f"No vis_data/scalars.json under {work_dir}: training has not logged anything yet.")
+    return [rows[k] for k in sorted(rows)]
+
+
+def loss_summary(scalars: list[dict], window: int = 5) -> dict:
+    """First and last loss (means over ``window`` iterations) and seconds per iteration (04_train)."""
+    losses = [r["loss"] for r in scalars]
+    times = sorted(r["time"] for r in scalars)
+    return {"iterations": scalars[-1]["iter"], "first_loss": round(sum(losses[:window]) / len(losses[:window]), 4),
+            "final_loss": round(sum(losses[-window:]) / len(losses[-window:]), 4),
+            "seconds_per_iter": round(times[len(times) // 2], 4)}
+
+
+def plot_loss(scalars: list[dict], out_png: Path | None, title: str = "xtuner train", marks: tuple[int, ...] = ()):
+    """Loss (and learning rate) against iteration; saved as a PNG when ``out_png`` is given (04_train)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot([r["iter"] for r in scalars], [r["loss"] for r in scalars], label="loss")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    for mark in marks:
+        ax.axvline(mark, color="gray", linestyle=":", label=f"resumed after {mark}")
+    lr_ax = ax.twinx()
+    lr_ax.plot([r["iter"] for r in scalars], [r["lr"] for r in scalars], color="tab:orange", alpha=0.5, label="lr")
+    lr_ax.set_ylabel("learning rate")
+    lines = ax.get_lines() + lr_ax.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
+    fig.tight_layout()
+    if out_png is not None:
+        Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out_png, dpi=100)
+    return fig
+
+
+def eval_outputs(work_dir: Path) -> dict[int, str]:
+    """What ``EvaluateChatHook`` generated, by iteration, from the newest run (04_train)."""
+    runs = run_dirs(work_dir)
+    if not runs:
+        return {}
+    found = runs[-1].glob("vis_data/eval_outputs_iter_*.txt")
+    return {int(re.search(r"iter_(\d+)", p.name).group(1)): p.read_text(encoding="utf-8") for p in found}

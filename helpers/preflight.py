@@ -9,7 +9,6 @@ import argparse
 import importlib.metadata
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
@@ -10,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cli
+from .monitor import TrainingMonitor, run_dirs
 
-ITER_LINE = re.compile(r"Iter\(train\)\s*\[\s*(\d+)/(\d+)\].*?\blr:\s*(\S+).*?\bloss:\s*(\S+)")
 CHECKPOINT = re.compile(r"^iter_(\d+)\.pth$")
 # xtuner 0.2.0 reads the resumed checkpoint's seed with torch.load(), which torch >= 2.6 refuses by default
 # ("Weights only load failed"); the checkpoint is our own, so allow full unpickling for resumed runs only.
@@ -46,15 +45,6 @@ def train_args(config: Path, work_dir: Path, deepspeed: str | None = None, resum
     return args
 
 
-def parse_iter_line(line: str) -> dict | None:
-    """``{'iter', 'max_iters', 'lr', 'loss'}`` from an mmengine training log line, else None (04_train)."""
-    match = ITER_LINE.search(line)
-    if not match:
-        return None
-    it, total, lr, loss = match.groups()
-    return {"iter": int(it), "max_iters": int(total), "lr": float(lr), "loss": float(loss)}
-
-
 def train(config: Path, work_dir: Path, deepspeed: str | None = None, resume: bool = False,
           overwrite: bool = False, progress: bool = True, live: bool | None = None,
           stop_at: int | None = None) -> TrainResult:
@@ -63,8 +53,6 @@ def train(config: Path, work_dir: Path, deepspeed: str | None = None, resume: bo
     ``stop_at=N`` ends the run cleanly once the checkpoint of iteration N is written (resume it with
     ``resume=True``); interrupting the kernel also stops xtuner and everything it started.
     """
-    from .monitor import TrainingMonitor
-
     work_dir = Path(work_dir)
     if list_checkpoints(work_dir) and not (overwrite or resume):
         raise FileExistsError(f"{work_dir} already holds checkpoints. Pass overwrite=True to train again "
@@ -128,7 +116,7 @@ def list_checkpoints(work_dir: Path) -> list[Path]:
 
 
 def latest_checkpoint(work_dir: Path) -> Path:
-    """The checkpoint mmengine recorded last (file or DeepSpeed folder), via ``find_latest_checkpoint`` (05_convert_merge)."""
+    """The checkpoint mmengine recorded last (file or DeepSpeed folder), via ``find_latest_checkpoint`` (04_train)."""
     from mmengine.runner import find_latest_checkpoint
 
     recorded = find_latest_checkpoint(str(work_dir)) if Path(work_dir).is_dir() else None
@@ -141,64 +129,3 @@ def latest_checkpoint(work_dir: Path) -> Path:
         f"No checkpoint (iter_N.pth) in {work_dir}. Run notebook 04 (xtuner train) first, "
         "and check its log for the error that stopped it (docs/troubleshooting.md#9)."
     )
-
-
-def run_dirs(work_dir: Path) -> list[Path]:
-    """The timestamped log folders xtuner made in ``work_dir``, oldest first (04_train)."""
-    return sorted(p for p in Path(work_dir).glob("[0-9]*_[0-9]*") if (p / "vis_data").is_dir())
-
-
-def read_scalars(work_dir: Path, last_run_only: bool = False) -> list[dict]:
-    """Every logged iteration (loss, lr, time...) from ``vis_data/scalars.json``, runs in order (04_train)."""
-    rows = {}
-    for run_dir in run_dirs(work_dir)[-1:] if last_run_only else run_dirs(work_dir):
-        path = run_dir / "vis_data" / "scalars.json"
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    rows[row["iter"]] = row  # a resumed run continues the same iteration numbers
-    if not rows:
-        raise FileNotFoundError(f"No vis_data/scalars.json under {work_dir}: training has not logged anything yet.")
-    return [rows[k] for k in sorted(rows)]
-
-
-def loss_summary(scalars: list[dict], window: int = 5) -> dict:
-    """First and last loss (means over ``window`` iterations) and seconds per iteration (04_train)."""
-    losses = [r["loss"] for r in scalars]
-    times = sorted(r["time"] for r in scalars)
-    return {"iterations": scalars[-1]["iter"], "first_loss": round(sum(losses[:window]) / len(losses[:window]), 4),
-            "final_loss": round(sum(losses[-window:]) / len(losses[-window:]), 4),
-            "seconds_per_iter": round(times[len(times) // 2], 4)}
-
-
-def plot_loss(scalars: list[dict], out_png: Path | None, title: str = "xtuner train", marks: tuple[int, ...] = ()):
-    """Loss (and learning rate) against iteration; saved as a PNG when ``out_png`` is given (04_train)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot([r["iter"] for r in scalars], [r["loss"] for r in scalars], label="loss")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    for mark in marks:
-        ax.axvline(mark, color="gray", linestyle=":", label=f"resumed after {mark}")
-    lr_ax = ax.twinx()
-    lr_ax.plot([r["iter"] for r in scalars], [r["lr"] for r in scalars], color="tab:orange", alpha=0.5, label="lr")
-    lr_ax.set_ylabel("learning rate")
-    lines = ax.get_lines() + lr_ax.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
-    fig.tight_layout()
-    if out_png is not None:
-        Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_png, dpi=100)
-    return fig
-
-
-def eval_outputs(work_dir: Path) -> dict[int, str]:
-    """What ``EvaluateChatHook`` generated, by iteration, from the newest run (04_train)."""
-    runs = run_dirs(work_dir)
-    if not runs:
-        return {}
-    found = runs[-1].glob("vis_data/eval_outputs_iter_*.txt")
-    return {int(re.search(r"iter_(\d+)", p.name).group(1)): p.read_text(encoding="utf-8") for p in found}

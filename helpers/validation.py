@@ -186,7 +186,7 @@ def length_summary(lengths: list[int], max_length: int) -> dict:
 
 
 def plot_lengths(lengths: list[int], max_length: int, path: Path):
-    """Histogram of tokens per sample with the ``max_length`` line, saved as PNG (02_your_own_data)."""
+    """Histogram of tokens per sample with the ``max_length`` line, saved as PNG (01_self_cognition_data)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3))

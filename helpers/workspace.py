@@ -80,7 +80,7 @@ class Workspace:
         return self.root / "course_state.json"
 
     def read_state(self) -> dict:
-        """Everything earlier notebooks recorded (04_train)."""
+        """Everything earlier notebooks recorded (00_environment_and_base_model)."""
         return json.loads(self.state_file.read_text(encoding="utf-8")) if self.state_file.is_file() else {}
 
     def update_state(self, **values) -> dict:

@@ -26,15 +26,15 @@ SETTINGS = [  # (profile, method, max_length, batch_size)
 
 def measure_one(profile_name: str, method: str, max_length: int, batch_size: int, iters: int, root: Path) -> dict:
     """Train for a few iterations in this process's child and return estimated and measured peak memory."""
-    from helpers import data, estimate, models, profiles, training, xconfig
+    from helpers import data, estimate, formats, models, monitor, profiles, training, xconfig
 
     prof = profiles.get_profile(profile_name, method=method, max_length=max_length, batch_size=batch_size,
                                 max_iters=iters, save_steps=iters, evaluation_freq=iters, max_new_tokens=4,
                                 warmup_iters=2)
     base = models.prepare_base_model(prof, root / "models")
     records = data.build_self_cognition("小智", "书生学员", 160) + [
-        data.conversation_record(q, "A short general answer. " * 8) for q in data.load_general_prompts()]
-    train_file = data.write_jsonl(records, root / f"data_{profile_name}_{method}_{max_length}_{batch_size}.jsonl")
+        formats.conversation_record(q, "A short general answer. " * 8) for q in data.load_general_prompts()]
+    train_file = formats.write_jsonl(records, root / f"data_{profile_name}_{method}_{max_length}_{batch_size}.jsonl")
     copied = root / f"{prof.base_config}_copy.py"
     if not copied.exists():
         xconfig.copy_config(prof.base_config, root)
@@ -47,8 +47,8 @@ def measure_one(profile_name: str, method: str, max_length: int, batch_size: int
     return {"profile": profile_name, "model": prof.model, "shape": dataclasses.asdict(shape), "method": method,
             "max_length": max_length,
             "batch_size": batch_size, "lora_r": prof.lora_r, "estimated_gb": estimated,
-            "measured_gb": result.peak_rss_gb, "seconds_per_iter": training.loss_summary(
-                training.read_scalars(result.work_dir), window=1)["seconds_per_iter"]}
+            "measured_gb": result.peak_rss_gb, "seconds_per_iter": monitor.loss_summary(
+                monitor.read_scalars(result.work_dir), window=1)["seconds_per_iter"]}
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from helpers import chat
+from helpers import chat, data
 
 
 def test_prompt_matches_xtuner_templates():
@@ -16,7 +16,7 @@ def test_cut_at_stop():
 
 
 def test_eval_questions_and_judging():
-    items = chat.load_eval_questions()
+    items = data.load_eval_questions()
     kinds = [q["kind"] for q in items]
     assert kinds.count("identity") >= 2 and kinds.count("general") >= 1
     france = next(q for q in items if "France" in q["question"])
@@ -29,7 +29,7 @@ def test_paraphrase_is_not_in_training_templates():
     from helpers import data
 
     trained = {q for qs in data.load_self_cognition_templates()["questions"].values() for q in qs}
-    paraphrases = [q["question"] for q in chat.load_eval_questions() if "paraphrase" in q.get("note", "")]
+    paraphrases = [q["question"] for q in data.load_eval_questions() if "paraphrase" in q.get("note", "")]
     assert paraphrases and not set(paraphrases) & trained
 
 

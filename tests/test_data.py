@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from helpers import data, formats
+from helpers import data, formats, validation
 
 
 @pytest.fixture
@@ -28,30 +28,30 @@ def test_languages_are_not_mixed():
 
 
 def test_openai_conversion_keeps_system_and_order():
-    record = data.conversation_record("Q?", "A.", system="S")
-    assert data.to_openai(record) == {"messages": [{"role": "system", "content": "S"},
+    record = formats.conversation_record("Q?", "A.", system="S")
+    assert formats.to_openai(record) == {"messages": [{"role": "system", "content": "S"},
                                                    {"role": "user", "content": "Q?"},
                                                    {"role": "assistant", "content": "A."}]}
 
 
 def test_jsonl_round_trip_and_formats(tmp_path, records):
-    conv = data.write_jsonl(records, tmp_path / "c.jsonl")
-    oa = data.write_jsonl([data.to_openai(r) for r in records], tmp_path / "o.jsonl")
+    conv = formats.write_jsonl(records, tmp_path / "c.jsonl")
+    oa = formats.write_jsonl([formats.to_openai(r) for r in records], tmp_path / "o.jsonl")
     assert formats.read_jsonl(conv) == records
     assert conv.read_text(encoding="utf-8").count("\n") == 40 and "小智" in conv.read_text(encoding="utf-8")
-    assert data.validate_file(conv) == "conversation" and data.validate_file(oa) == "openai"
-    assert data.validate_file(conv, None) == "conversation"
-    assert data.validate_file(oa, "openai_map_fn") == "openai"
+    assert validation.validate_file(conv) == "conversation" and validation.validate_file(oa) == "openai"
+    assert validation.validate_file(conv, None) == "conversation"
+    assert validation.validate_file(oa, "openai_map_fn") == "openai"
 
 
 def test_write_refuses_to_clobber_and_empty(tmp_path, records):
-    path = data.write_jsonl(records, tmp_path / "d.jsonl")
+    path = formats.write_jsonl(records, tmp_path / "d.jsonl")
     before = path.read_bytes()
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        data.write_jsonl(records[:3], path)
+        formats.write_jsonl(records[:3], path)
     assert path.read_bytes() == before
     with pytest.raises(formats.DataFormatError, match="no records"):
-        data.write_jsonl([], tmp_path / "empty.jsonl")
+        formats.write_jsonl([], tmp_path / "empty.jsonl")
 
 
 @pytest.mark.parametrize("content, message", [
@@ -95,28 +95,28 @@ def test_validation_errors(tmp_path, records, message):
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     with pytest.raises(formats.DataFormatError, match=message):
-        data.validate_file(path)
+        validation.validate_file(path)
 
 
 def test_map_fn_mismatch_is_explained(tmp_path, records):
-    path = data.write_jsonl(records, tmp_path / "c.jsonl")
+    path = formats.write_jsonl(records, tmp_path / "c.jsonl")
     with pytest.raises(formats.DataFormatError, match="needs dataset_map_fn=None, but the config uses openai_map_fn"):
-        data.validate_file(path, "openai_map_fn")
-    oa = data.write_jsonl([data.to_openai(r) for r in records], tmp_path / "o.jsonl")
+        validation.validate_file(path, "openai_map_fn")
+    oa = formats.write_jsonl([formats.to_openai(r) for r in records], tmp_path / "o.jsonl")
     with pytest.raises(formats.DataFormatError, match="needs dataset_map_fn=openai_map_fn.*KeyError"):
-        data.validate_file(oa, None)
+        validation.validate_file(oa, None)
 
 
 def test_strict_mode_lets_duplicates_and_late_system_prompts_through(tmp_path):
     record = {"conversation": [{"input": "q", "output": "a"}, {"system": "late", "input": "q2", "output": "a2"}]}
-    path = data.write_jsonl([record, record], tmp_path / "d.jsonl")
-    assert data.validate_file(path) == "conversation"  # the report lists both; neither stops XTuner
+    path = formats.write_jsonl([record, record], tmp_path / "d.jsonl")
+    assert validation.validate_file(path) == "conversation"  # the report lists both; neither stops XTuner
 
 
 def test_bom_is_accepted(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes('\ufeff{"conversation": [{"input": "问", "output": "答"}]}\n'.encode("utf-8"))
-    assert data.validate_file(path) == "conversation"
+    assert validation.validate_file(path) == "conversation"
 
 
 def test_trim_to_sentence():
@@ -129,10 +129,10 @@ def test_token_lengths_match_xtuner_encoding(tiny_model, records, reference_toke
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    mixed = records[:3] + [data.to_openai(records[0])]
-    lengths = data.token_lengths(mixed, tok, "qwen_chat")
+    mixed = records[:3] + [formats.to_openai(records[0])]
+    lengths = validation.token_lengths(mixed, tok, "qwen_chat")
     assert lengths == reference_token_lengths(mixed, tok, "qwen_chat")
     assert lengths[0] == lengths[3]  # openai and conversation encode identically
     assert records[0]["conversation"][0]["input"] == data.build_self_cognition("小智", "书生学员", 40, 1)[0]["conversation"][0]["input"]
-    summary = data.length_summary(lengths, max_length=min(lengths))
+    summary = validation.length_summary(lengths, max_length=min(lengths))
     assert summary["truncated"] == sum(n > min(lengths) for n in lengths) and summary["max_tokens"] == max(lengths)

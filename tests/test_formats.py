@@ -6,7 +6,7 @@ import json
 import openpyxl
 import pytest
 
-from helpers import data, formats
+from helpers import formats, validation
 from helpers.workspace import DATASETS_DIR
 
 CONV = {"conversation": [{"system": "S", "input": "Q1", "output": "A1"}, {"input": "Q2", "output": "A2"}]}
@@ -63,11 +63,11 @@ def test_csv_with_bom_quotes_commas_and_newlines():
 def test_math_bytes_survive_the_round_trip(tmp_path):
     source = DATASETS_DIR / "math_qa.jsonl"
     records = formats.load_records(source).records
-    copy = data.write_jsonl(formats.convert_loaded(formats.load_records(source)), tmp_path / "m.jsonl")
+    copy = formats.write_jsonl(formats.convert_loaded(formats.load_records(source)), tmp_path / "m.jsonl")
     assert copy.read_bytes() == source.read_bytes()
     text = "".join(t["output"] for r in records for t in r["conversation"])
     assert r"\frac" in text and r"\int" in text and r"\begin{aligned}" in text and "\\\\" in text and "\f" not in text
-    via_openai = [formats.from_openai(data.to_openai(r)) for r in records]
+    via_openai = [formats.from_openai(formats.to_openai(r)) for r in records]
     assert via_openai == records
 
 
@@ -169,7 +169,7 @@ def test_convert_file_rejects_a_turn_without_output_and_writes_nothing(tmp_path,
 @pytest.mark.parametrize("name", ["openai_messages.json", "alpaca.json", "sharegpt.jsonl", "math_qa.jsonl"])
 def test_convert_file_writes_conversation_jsonl(tmp_path, name):
     out = formats.convert_file(DATASETS_DIR / name, tmp_path / "out.jsonl")
-    assert data.validate_file(out, None) == "conversation"
+    assert validation.validate_file(out, None) == "conversation"
     assert len(formats.read_jsonl(out)) == len(formats.load_records(DATASETS_DIR / name).records)
 
 
@@ -180,7 +180,7 @@ def test_convert_file_refuses_to_overwrite(tmp_path):
         formats.convert_file(DATASETS_DIR / "sharegpt.jsonl", dest)
     assert dest.read_text(encoding="utf-8") == "precious\n"
     formats.convert_file(DATASETS_DIR / "sharegpt.jsonl", dest, overwrite=True)
-    assert data.validate_file(dest) == "conversation"
+    assert validation.validate_file(dest) == "conversation"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -307,5 +307,5 @@ def test_csv_that_no_encoding_explains_is_refused_with_its_line(tmp_path):
 
 def test_jsonl_keeps_unicode_line_separators(tmp_path):
     record = {"conversation": [{"input": "a\u2028b", "output": "c\u0085d"}]}
-    path = data.write_jsonl([record], tmp_path / "u.jsonl")
+    path = formats.write_jsonl([record], tmp_path / "u.jsonl")
     assert formats.load_records(path).records == [record]

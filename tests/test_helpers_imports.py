@@ -4,7 +4,6 @@ import ast
 from pathlib import Path
 
 HELPERS = Path(__file__).resolve().parent.parent / "helpers"
-KNOWN_CYCLES = {frozenset({"monitor", "training"})}  # removed by the lead's monitor/training change
 
 
 def relative_imports(path: Path) -> set[str]:
@@ -60,11 +59,5 @@ def test_the_walker_sees_imports_inside_functions(tmp_path):
 
 
 def test_no_import_circle_in_helpers():
-    found = [c for c in cycles(import_graph()) if frozenset(c) not in KNOWN_CYCLES]
+    found = cycles(import_graph())
     assert not found, "import circle(s) in helpers/: " + "; ".join(" -> ".join(c) for c in found)
-
-
-def test_known_cycles_still_exist():
-    """An allowance that no longer matches a real cycle should be deleted."""
-    real = {frozenset(c) for c in cycles(import_graph())}
-    assert KNOWN_CYCLES <= real, f"delete {KNOWN_CYCLES - real} from KNOWN_CYCLES"

@@ -9,8 +9,6 @@ import sys
 import time
 import urllib.request
 
-import pytest
-
 from helpers import lab
 
 

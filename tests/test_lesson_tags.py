@@ -18,8 +18,6 @@ HELPERS = REPO / "helpers"
 MODULES = sorted(p.stem for p in HELPERS.glob("*.py") if p.stem != "__init__")
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))  # course order
 TAG = re.compile(r"\((\d\d_[a-z0-9_]+)\)\.?\s*$")
-# Being rewritten by the lead's monitor/training change; delete this allowance when that lands.
-PENDING = {"monitor", "training"}
 
 
 def notebook_code(path: Path) -> str:
@@ -81,7 +79,7 @@ def expected_tag(module: str, cls: str | None, name: str) -> str | None:
     return next((stem for stem, text in CODE.items() if attribute.search(text)), None)
 
 
-CASES = [case for case in documented() if case[0] not in PENDING]
+CASES = [case for case in documented()]
 
 
 @pytest.mark.parametrize("module, cls, name, paragraph", CASES,
@@ -115,7 +113,7 @@ def helper_users(module: str, name: str) -> list[str]:
     return users
 
 
-PUBLIC = [(m, n) for m, c, n, _ in documented() if c is None and not n.startswith("_") and m not in PENDING]
+PUBLIC = [(m, n) for m, c, n, _ in documented() if c is None and not n.startswith("_")]
 
 
 @pytest.mark.parametrize("module, name", PUBLIC, ids=[f"{m}.{n}" for m, n in PUBLIC])
@@ -127,7 +125,7 @@ def test_every_public_helper_has_a_user(module, name):
 
 
 def test_the_checks_see_re_exports_and_reject_a_stale_tag():
-    assert FIRST[("formats", "write_jsonl")] == "01_self_cognition_data"  # notebook 01 calls it as data.write_jsonl
+    assert FIRST[("formats", "write_jsonl")] == "01_self_cognition_data"
     assert FIRST[("validation", "validate_file")] == "01_self_cognition_data"
     assert TAG.search("Load it (00_environment).").group(1) not in CODE  # the old slug that matched no notebook
     assert {"course", "install", "lab", "preflight", "workspace"} <= command_modules()

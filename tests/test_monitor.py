@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import monitor, training
+from helpers import formats, monitor, training
 
 ITER = "\x1b[4m\x1b[97mINFO\x1b[0m"  # mmengine colours its level names
 
@@ -117,7 +117,7 @@ def test_stop_and_resume_for_real(tmp_path, tiny_model):
     from helpers import data, profiles, xconfig
 
     prof = profiles.get_profile("tiny", max_iters=20, save_steps=10, evaluation_freq=20, max_new_tokens=4)
-    train_file = data.write_jsonl(data.build_self_cognition("小智", "书生学员", 40), tmp_path / "d.jsonl")
+    train_file = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 40), tmp_path / "d.jsonl")
     copied = xconfig.copy_config(prof.base_config, tmp_path)
     config = xconfig.write_edited(copied, tmp_path / "c.py",
                                   xconfig.course_edits(prof, tiny_model, train_file, "conversation", ["hi"]))
@@ -127,6 +127,6 @@ def test_stop_and_resume_for_real(tmp_path, tiny_model):
     assert not (tmp_path / "w" / "iter_20.pth").exists()
     second = training.train(config, tmp_path / "w", progress=False, resume=True)
     assert not second.stopped and second.checkpoint.name == "iter_20.pth"
-    assert training.read_scalars(tmp_path / "w", last_run_only=True)[0]["iter"] == 11
-    assert [r["iter"] for r in training.read_scalars(tmp_path / "w")] == list(range(1, 21))
+    assert monitor.read_scalars(tmp_path / "w", last_run_only=True)[0]["iter"] == 11
+    assert [r["iter"] for r in monitor.read_scalars(tmp_path / "w")] == list(range(1, 21))
     assert second.peak_rss_gb > 0.2

@@ -2,7 +2,7 @@
 
 import json
 
-from helpers import course, data, formats, workspace, xconfig
+from helpers import course, formats, validation, workspace, xconfig
 
 
 def test_own_data_trains_through_notebooks_03_and_04(tmp_path):
@@ -13,7 +13,7 @@ def test_own_data_trains_through_notebooks_03_and_04(tmp_path):
     own = state["own_data_file"]
     assert own == str(ws.data / "own_data_train.jsonl") and state["data_file"] != own  # the default course is untouched
     records = formats.read_jsonl(own)
-    assert data.validate_file(own, None) == "conversation" and len(records) > 20
+    assert validation.validate_file(own, None) == "conversation" and len(records) > 20
     assert records[0]["conversation"][0]["system"] == state["own_data_system"]
 
     course.run_course("tiny", root, {"data_file": own, "max_iters": 60, "resume_demo": False},

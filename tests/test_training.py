@@ -2,15 +2,15 @@ import json
 
 import pytest
 
-from helpers import cli, profiles, training, xconfig
+from helpers import cli, monitor, profiles, training, xconfig
 
 LOG = ("11/24 11:19:20 - mmengine - INFO - Iter(train) [ 12/150]  lr: 1.9916e-03  eta: 0:00:04  "
        "time: 0.0340  data_time: 0.0021  grad_norm: 14.8846  loss: 5.1726")
 
 
 def test_parse_iter_line():
-    assert training.parse_iter_line(LOG) == {"iter": 12, "max_iters": 150, "lr": 1.9916e-03, "loss": 5.1726}
-    assert training.parse_iter_line("11/24 - mmengine - INFO - Saving checkpoint at 50 iterations") is None
+    assert monitor._parse_iter_line(LOG) == {"iter": 12, "max_iters": 150, "lr": 1.9916e-03, "loss": 5.1726}
+    assert monitor._parse_iter_line("11/24 - mmengine - INFO - Saving checkpoint at 50 iterations") is None
 
 
 def test_checkpoints_sorted_by_iteration_files_and_folders(tmp_path):
@@ -46,19 +46,19 @@ def _scalars(run_dir, iters, loss0):
 def test_scalars_of_a_resumed_run_continue(tmp_path):
     _scalars(tmp_path / "20261124_100000", range(1, 6), 5.0)
     _scalars(tmp_path / "20261124_110000", range(6, 11), 5.0)
-    rows = training.read_scalars(tmp_path)
+    rows = monitor.read_scalars(tmp_path)
     assert [r["iter"] for r in rows] == list(range(1, 11))
-    summary = training.loss_summary(rows, window=2)
+    summary = monitor.loss_summary(rows, window=2)
     assert summary["iterations"] == 10 and summary["final_loss"] < summary["first_loss"]
     assert summary["seconds_per_iter"] == 0.5
     png = tmp_path / "loss.png"
-    training.plot_loss(rows, png)
+    monitor.plot_loss(rows, png)
     assert png.stat().st_size > 1000
 
 
 def test_no_scalars_yet(tmp_path):
     with pytest.raises(FileNotFoundError, match="has not logged anything yet"):
-        training.read_scalars(tmp_path)
+        monitor.read_scalars(tmp_path)
 
 
 def test_train_refuses_to_replace_checkpoints(tmp_path):

@@ -97,8 +97,8 @@ def test_token_lengths_equal_xtuner_encoding(tokenizer, reference_token_lengths)
 
 
 def test_length_report_histogram_and_too_long(tmp_path, tokenizer):
-    path = data.write_jsonl(formats.convert_loaded(formats.load_records(DATASETS_DIR / "math_qa.jsonl")), tmp_path / "m.jsonl")
-    lengths = data.token_lengths(formats.read_jsonl(path), tokenizer, "qwen_chat")
+    path = formats.write_jsonl(formats.convert_loaded(formats.load_records(DATASETS_DIR / "math_qa.jsonl")), tmp_path / "m.jsonl")
+    lengths = validation.token_lengths(formats.read_jsonl(path), tokenizer, "qwen_chat")
     cut = sorted(lengths)[len(lengths) // 2]
     report = validation.validate(path, None, tokenizer, "qwen_chat", max_length=cut)
     assert report.token_counts == lengths and report.lengths["truncated"] == sum(n > cut for n in lengths) > 0
@@ -129,7 +129,7 @@ def test_split_is_seeded_disjoint_and_complete():
 @pytest.fixture(scope="module")
 def check_config(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("own")
-    train = data.write_jsonl(formats.convert_loaded(formats.load_records(DATASETS_DIR / "multi_turn.jsonl")),
+    train = formats.write_jsonl(formats.convert_loaded(formats.load_records(DATASETS_DIR / "multi_turn.jsonl")),
                              folder / "train.jsonl")
     return xconfig.write_check_config(profiles.get_profile("tiny"), tiny_model, train, folder / "configs")
 

@@ -13,7 +13,7 @@ def copied(tmp_path_factory):
 
 @pytest.fixture
 def train_file(tmp_path):
-    return data.write_jsonl(data.build_self_cognition("小智", "书生学员", 8), tmp_path / "train.jsonl")
+    return formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 8), tmp_path / "train.jsonl")
 
 
 def _edited(copied, tmp_path, prof, train_file, fmt="conversation", model="/models/m"):
@@ -68,14 +68,14 @@ def test_gpu_profile_keeps_the_gpu_settings(copied, tmp_path, train_file):
 
 
 def test_openai_data_gets_openai_map_fn(copied, tmp_path, train_file):
-    oa = data.write_jsonl([data.to_openai(r) for r in formats.read_jsonl(train_file)], tmp_path / "oa.jsonl")
+    oa = formats.write_jsonl([formats.to_openai(r) for r in formats.read_jsonl(train_file)], tmp_path / "oa.jsonl")
     cfg = xconfig.load_config(_edited(copied, tmp_path, profiles.get_profile("tiny"), oa, fmt="openai"))
     assert cfg.train_dataloader.dataset.dataset_map_fn.__name__ == "openai_map_fn"
     assert xconfig.check_config_data(cfg) == "openai"
 
 
 def test_mismatched_map_fn_is_caught_before_training(copied, tmp_path, train_file):
-    oa = data.write_jsonl([data.to_openai(r) for r in formats.read_jsonl(train_file)], tmp_path / "oa.jsonl")
+    oa = formats.write_jsonl([formats.to_openai(r) for r in formats.read_jsonl(train_file)], tmp_path / "oa.jsonl")
     cfg = xconfig.load_config(_edited(copied, tmp_path, profiles.get_profile("tiny"), oa, fmt="conversation"))
     with pytest.raises(formats.DataFormatError, match="needs dataset_map_fn=openai_map_fn, but the config uses None"):
         xconfig.check_config_data(cfg)
