@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -66,3 +67,39 @@ def verify_merge(base_model: Path, adapter: Path, merged: Path, questions: list[
     merged_model = chat.load_chat_model(merged, trust_remote_code=trust_remote_code)
     b = chat.generate_answers(merged_model, questions, template, max_new_tokens=max_new_tokens)
     return [{"question": q, "base+adapter": x, "merged": y, "same": x == y} for q, x, y in zip(questions, a, b)]
+
+
+def _weight_files(model_dir: Path) -> dict[str, Path]:
+    """Each weight's name -> the file that holds it (safetensors or .bin, sharded or not)."""
+    model_dir = Path(model_dir)
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = model_dir / index_name
+        if index.is_file():
+            return {k: model_dir / v for k, v in json.loads(index.read_text())["weight_map"].items()}
+    single = next((p for p in (model_dir / "model.safetensors", model_dir / "pytorch_model.bin") if p.is_file()), None)
+    if single is None:
+        raise FileNotFoundError(f"{model_dir} has no model.safetensors / pytorch_model.bin (or their index).")
+    return {name: single for name in _load_weights(single)}
+
+
+def _load_weights(path: Path) -> dict:
+    import torch
+    from safetensors.torch import load_file
+
+    return load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu", mmap=True)
+
+
+def changed_weights(base_model: Path, merged: Path) -> dict[str, bool]:
+    """For every weight the two models share: did merging change it? Compared in float16, as merge saves them, one
+    file at a time (05_convert_merge)."""
+    import torch
+
+    base_files, merged_files = _weight_files(base_model), _weight_files(merged)
+    changed = {}
+    for merged_file in sorted(set(merged_files.values())):
+        merged_weights = _load_weights(merged_file)
+        for base_file in sorted({base_files[n] for n in merged_weights if n in base_files}):
+            for name, base in _load_weights(base_file).items():
+                if name in merged_weights:
+                    changed[name] = not torch.equal(base.to(torch.float16), merged_weights[name].half())
+    return dict(sorted(changed.items()))

@@ -81,3 +81,20 @@ def test_memory_sampler_measures_one_process_group_only(tmp_path):
     big = peak_of("import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)")
     small = peak_of("import time; time.sleep(1.0)")
     assert 0.3 <= big < 0.5 and small < 0.05
+
+
+def test_changed_weights_finds_exactly_the_weights_that_moved(tmp_path, tiny_model):
+    """A float16 copy of the tiny model (as merge saves it), sharded, with one projection shifted: only it changed."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, torch_dtype=torch.float16)
+    untouched = convert.changed_weights(tiny_model, tiny_model)
+    assert untouched and not any(untouched.values())
+    with torch.no_grad():
+        model.model.layers[0].self_attn.q_proj.weight += 0.01
+    model.save_pretrained(tmp_path / "copy", max_shard_size="200KB")
+    assert (tmp_path / "copy" / "model.safetensors.index.json").is_file()
+    changed = convert.changed_weights(tiny_model, tmp_path / "copy")
+    assert [n for n, moved in changed.items() if moved] == ["model.layers.0.self_attn.q_proj.weight"]
+    assert set(changed) == set(untouched)
