@@ -31,7 +31,7 @@ class XtunerRun:
     command: list[str]
     output: str
     returncode: int
-    peak_rss_gb: float = 0.0  # the most resident memory the command's processes held together (RAM only)
+    peak_rss_gb: float = 0.0  # the most memory the command's processes held together (RAM, shared pages once)
     stopped: bool = False  # ended on purpose by a StopRun from on_line
 
     @property
@@ -95,16 +95,18 @@ def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str]
     return XtunerRun(command, "".join(lines), proc.returncode, memory.peak_gb, stopped)
 
 
-def _group_rss_bytes(pgid: int) -> int:
-    """Resident memory of every process in process group ``pgid`` (xtuner and the python it starts), from /proc."""
-    total, page = 0, os.sysconf("SC_PAGE_SIZE")
+def _group_memory_bytes(pgid: int) -> int:
+    """Memory of every process in process group ``pgid`` (xtuner and the python it starts), from /proc: the
+    proportional set size, so libraries both processes map are counted once, not twice."""
+    total = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             stat = Path(entry.path, "stat").read_text()
             if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:  # fields after the command name: state ppid pgrp
-                total += int(Path(entry.path, "statm").read_text().split()[1]) * page
+                rollup = Path(entry.path, "smaps_rollup").read_text()
+                total += int(rollup.split("\nPss:", 1)[1].split()[0]) * 1024
         except (OSError, ValueError, IndexError):
             continue  # the process ended while we looked
     return total
@@ -120,7 +122,7 @@ class MemorySampler:
 
     def _sample(self) -> None:
         while not self._done.is_set():
-            self.peak = max(self.peak, _group_rss_bytes(self.pgid))
+            self.peak = max(self.peak, _group_memory_bytes(self.pgid))
             self._done.wait(self.every)
 
     @property
