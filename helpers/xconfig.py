@@ -106,6 +106,14 @@ def course_edits(profile: Profile, model_path: Path, data_path: Path, data_forma
     if profile.method == "lora":
         edits.append(Edit("drop quantization_config (plain LoRA)", r"(?s)\n        quantization_config=dict\(.*?\n        \),", ""))
     edits += _iteration_edits(profile) if profile.max_iters else [_setting("max_epochs", str(profile.max_epochs))]
+    if not profile.activation_checkpointing:
+        edits.append(_literal("    type=SupervisedFinetune,\n",
+                              "    type=SupervisedFinetune,\n    use_activation_checkpointing=False,\n",
+                              "turn activation checkpointing off (no recomputation in backward)"))
+    if profile.map_num_proc != 32:
+        edits.append(_literal("    use_varlen_attn=use_varlen_attn,\n)\n\nsampler",
+                              f"    use_varlen_attn=use_varlen_attn,\n    map_num_proc={profile.map_num_proc},\n)\n\nsampler",
+                              f"prepare the data with {profile.map_num_proc} process(es)"))
     if profile.device == "cpu":
         edits += _cpu_edits(profile)
     return edits
@@ -150,6 +158,10 @@ def _cpu_edits(profile: Profile) -> list[Edit]:
         _literal("type=AmpOptimWrapper,", "type=OptimWrapper,"),
         _literal('    loss_scale="dynamic",\n    dtype="float16",\n', "", "drop AMP loss_scale and dtype"),
         _literal('dist_cfg=dict(backend="nccl")', 'dist_cfg=dict(backend="gloo")'),
+        _literal("from xtuner.engine.runner import TrainLoop\n",
+                 "from xtuner.engine.runner import TrainLoop\nfrom helpers.hooks import CourseEvaluateChatHook\n"),
+        _literal("        type=EvaluateChatHook,\n", "        type=CourseEvaluateChatHook,  # no repeated answers\n",
+                 "use the course's evaluation hook (XTuner's, without its repeats)"),
         Edit("append the CPU adaptations", r"\Z", CPU_PATCHES.replace("\\", "\\\\")),
     ]
     if profile.method == "qlora":

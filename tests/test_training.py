@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from helpers import cli, monitor, profiles, training, xconfig
+from helpers import cli, data, formats, monitor, profiles, training, xconfig
 
 LOG = ("11/24 11:19:20 - mmengine - INFO - Iter(train) [ 12/150]  lr: 1.9916e-03  eta: 0:00:04  "
        "time: 0.0340  data_time: 0.0021  grad_norm: 14.8846  loss: 5.1726")
@@ -85,3 +85,21 @@ def test_failed_training_shows_the_real_traceback(tmp_path, tiny_model):
         training.train(config, tmp_path / "work", progress=False)
     assert "Traceback (most recent call last)" in str(err.value)
     assert "missing.jsonl" in str(err.value) or "FileNotFoundError" in str(err.value)
+
+
+def test_course_hook_answers_once_per_checkpoint_and_not_again_on_resume(tmp_path, tiny_model):
+    """The cpu/tiny configs' hook: answers before training, at each checkpoint, never twice with the same weights."""
+    copied = xconfig.copy_config("internlm2_chat_1_8b_qlora_alpaca_e3", tmp_path)
+    train_file = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 8), tmp_path / "train.jsonl")
+    prof = profiles.get_profile("tiny", max_iters=4, save_steps=2, evaluation_freq=2, warmup_iters=1)
+    edits = xconfig.course_edits(prof, tiny_model, train_file, "conversation", ["你是谁？"])
+    config = xconfig.write_edited(copied, tmp_path / "course_tiny.py", edits)
+    work = tmp_path / "work"
+    first = training.train(config, work, progress=False, stop_at=2)
+    resumed = training.train(config, work, progress=False, resume=True)
+    assert first.stopped and first.checkpoint.name == "iter_2.pth" and resumed.checkpoint.name == "iter_4.pth"
+    # first run: before training and at iteration 2; resumed run: only at iteration 4 (its checkpoint)
+    assert first.run.output.count("Sample output:") == 2 and resumed.run.output.count("Sample output:") == 1
+    assert "skipped (resumed at iteration 2" in resumed.run.output
+    assert "after_train in EvaluateChatHook: skipped" in resumed.run.output
+    assert sorted(monitor.eval_outputs(work)) == [3]  # the newest run saved its answers with its checkpoint

@@ -56,6 +56,9 @@ def test_cpu_profiles_load_with_cpu_adaptations(copied, tmp_path, train_file, na
     assert cfg.model.lora.r == prof.lora_r and cfg.lr == prof.lr
     assert cfg.param_scheduler[0].end == prof.warmup_iters and cfg.param_scheduler[1].end == prof.max_iters
     assert xconfig.check_config_data(cfg) == "conversation"
+    # speed on a CPU: no activation recomputation, data prepared in one process, no repeated evaluation answers
+    assert cfg.model.use_activation_checkpointing is False and cfg.train_dataloader.dataset.map_num_proc == 1
+    assert [h.type.__name__ for h in cfg.custom_hooks][1] == "CourseEvaluateChatHook"
 
 
 def test_gpu_profile_keeps_the_gpu_settings(copied, tmp_path, train_file):
@@ -65,6 +68,9 @@ def test_gpu_profile_keeps_the_gpu_settings(copied, tmp_path, train_file):
     assert cfg.env_cfg.dist_cfg.backend == "nccl" and cfg.train_cfg.max_epochs == 3
     assert cfg.model.llm.trust_remote_code is True and cfg.prompt_template["SUFFIX"] == "<|im_end|>"
     assert "CPU adaptations" not in path.read_text()
+    # XTuner's defaults: activation checkpointing on, 32 processes for the data, its own evaluation hook
+    assert "use_activation_checkpointing" not in cfg.model and "map_num_proc" not in cfg.train_dataloader.dataset
+    assert [h.type.__name__ for h in cfg.custom_hooks][1] == "EvaluateChatHook"
 
 
 def test_openai_data_gets_openai_map_fn(copied, tmp_path, train_file):

@@ -1,0 +1,42 @@
+"""The course's evaluation hook for ``xtuner train`` on a CPU: XTuner's EvaluateChatHook without its repeats.
+
+The cpu and tiny configs name it instead of ``EvaluateChatHook`` (xconfig's CPU edits); ``xtuner train`` imports
+it from the config, so it runs inside XTuner's own training process.
+"""
+
+from __future__ import annotations
+
+from xtuner.engine.hooks import EvaluateChatHook
+
+
+class CourseEvaluateChatHook(EvaluateChatHook):
+    """``EvaluateChatHook`` that does not answer the same questions twice with the same weights.
+
+    XTuner's hook answers before training, every ``every_n_iters``, at every checkpoint, and once more after
+    training. Two of those repeat an answer already in the log: after training (the last iteration has just
+    answered, since it always writes a checkpoint), and before training in a resumed run (the checkpoint it
+    resumes from answered when it was saved). On a CPU each round of answers costs seconds.
+    """
+
+    _answered_last_iter = False
+
+    def _generate_samples(self, runner, max_new_tokens=None, save_eval_output=False):
+        super()._generate_samples(runner, max_new_tokens, save_eval_output)
+        self._answered_last_iter = True
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._answered_last_iter = False
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+
+    def before_train(self, runner):
+        if runner.iter == 0:
+            super().before_train(runner)
+        else:
+            runner.logger.info(f"before_train in EvaluateChatHook: skipped (resumed at iteration {runner.iter}; "
+                               "its answers are in the log of the run that saved it).")
+
+    def after_train(self, runner):
+        if self._answered_last_iter:
+            runner.logger.info("after_train in EvaluateChatHook: skipped (the last iteration has just answered).")
+        else:
+            super().after_train(runner)

@@ -1,0 +1,236 @@
+"""How fast the course runs on this machine, and how close training gets to the machine's own limit.
+
+Prints, in one run:
+- fp32 matmul GFLOP/s (2048 x 2048, and the model's own MLP shape): the ceiling of any CPU training step;
+- a LoRA training step of the course's config (built with XTuner's own builder, as ``xtuner train`` builds it):
+  s/step and GFLOP/s with activation checkpointing on (XTuner's default) and off, and each as a ratio of the matmul rate;
+- greedy generation tokens/s, batched and one prompt at a time (the helper that 00/01/06 use);
+- from the last ``make course`` in the working folder: each notebook's time and 04's split (start-up, evaluation
+  hook, training iterations).
+
+How FLOPs are counted (per step of T tokens): every linear layer (attention and MLP projections of all layers and the
+output head) costs 2 * params * T forward and the same again backward (gradients flow through the frozen weights
+to the inputs; frozen weights get no weight gradient); attention scores and the weighted sum cost 4 * T^2 * hidden
+per layer forward (the full square, as the dense kernels compute it) and twice that backward; LoRA's own matrices
+cost 6 * r * (in + out) * T per adapted layer. Recomputation under activation checkpointing is not counted: both
+settings are credited the same work, so the ratio shows what recomputation costs.
+
+Usage: .venv/bin/python scripts/bench_course.py [--workdir DIR] [--steps 6] [--skip-step] [--skip-generation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def matmul_gflops(n: int = 2048, m: int | None = None, k: int | None = None, repeat: int = 20) -> float:
+    """fp32 GFLOP/s of an (n x k) @ (k x m) product."""
+    import torch
+
+    m, k = m or n, k or n
+    a, b = torch.randn(n, k), torch.randn(k, m)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * n * m * k * repeat / (time.perf_counter() - start) / 1e9
+
+
+def step_gflop(shape, tokens: int, lora_r: int, lora_layers_in_out: list[tuple[int, int]]) -> float:
+    """Work of one training step (forward + backward) as described in the module docstring, in GFLOP."""
+    linear = shape.linear_params + shape.vocab * shape.hidden  # the output head is a linear layer too
+    forward = 2 * linear * tokens + 4 * tokens * tokens * shape.hidden * shape.layers
+    backward = 2 * linear * tokens + 8 * tokens * tokens * shape.hidden * shape.layers
+    lora = sum(6 * lora_r * (i + o) * tokens for i, o in lora_layers_in_out)
+    return (forward + backward + lora) / 1e9
+
+
+def course_config(workdir: Path, checkpointing: bool, tmp: Path) -> Path:
+    """The cpu profile's config for the base model in ``workdir``, with activation checkpointing on or off."""
+    from helpers import data, formats, profiles, workspace, xconfig
+
+    ws = workspace.get_workspace(str(workdir))
+    prof = profiles.get_profile("cpu", activation_checkpointing=checkpointing)
+    train_file = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 8), tmp / "train.jsonl", overwrite=True)
+    copied = tmp / f"{prof.base_config}_copy.py"
+    if not copied.exists():
+        xconfig.copy_config(prof.base_config, tmp)
+    edits = xconfig.course_edits(prof, ws.recall("base_model", "00"), train_file, "conversation", ["hi"])
+    return xconfig.write_edited(copied, tmp / f"course_cpu_{checkpointing}.py", edits, overwrite=True)
+
+
+def time_lora_step(config: Path, steps: int) -> dict:
+    """Build the model as ``xtuner train`` does and time forward + backward + AdamW on a packed random batch."""
+    import torch
+    from mmengine.config import Config
+    from xtuner.registry import BUILDER
+
+    cfg = Config.fromfile(str(config))  # runs the config's CPU adaptations (flush denormals, ...)
+    torch.manual_seed(0)
+    model = BUILDER.build(cfg.model)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    tokens = cfg.max_length
+    ids = torch.randint(100, model.llm.config.vocab_size - 100, (1, tokens))
+    batch = dict(input_ids=ids, labels=ids.clone(), attention_mask=torch.ones_like(ids))
+
+    def step():
+        loss = model(batch, mode="loss")["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - start) / steps
+    adapted = [(m.in_features, m.out_features) for n, m in model.llm.named_modules()
+               if n.endswith(".base_layer") and hasattr(m, "in_features")]
+    return {"seconds": seconds, "tokens": tokens, "lora_r": cfg.model.lora.r, "adapted": adapted}
+
+
+def bench_step(workdir: Path, steps: int, matmul: float) -> list[dict]:
+    from helpers import estimate, workspace
+
+    shape = estimate.shape_from_config(workspace.get_workspace(str(workdir)).recall("base_model", "00"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for checkpointing in (True, False):
+            timed = time_lora_step(course_config(workdir, checkpointing, Path(tmp)), steps)
+            work = step_gflop(shape, timed["tokens"], timed["lora_r"], timed["adapted"])
+            rows.append({"activation checkpointing": checkpointing, "s/step": round(timed["seconds"], 2),
+                         "GFLOP/step": round(work, 1), "GFLOP/s": round(work / timed["seconds"], 1),
+                         "ratio to matmul": round(work / timed["seconds"] / matmul, 2),
+                         "tokens/s": round(timed["tokens"] / timed["seconds"], 1)})
+    return rows
+
+
+def bench_generation(workdir: Path, max_new_tokens: int) -> list[dict]:
+    """tokens/s of ``chat.generate_answers`` on the evaluation questions, all at once vs one by one."""
+    from helpers import chat, data, workspace
+
+    ws = workspace.get_workspace(str(workdir))
+    model = chat.load_chat_model(ws.recall("base_model", "00"), device="cpu")
+    template = ws.read_state().get("prompt_template", "qwen_chat")
+    questions = [q["question"] for q in data.load_eval_questions()] + data.load_general_prompts()[:11]
+    rows = []
+    for batch_size in (len(questions), 16, 1):
+        start = time.perf_counter()
+        answers = chat.generate_answers(model, questions, template, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        seconds = time.perf_counter() - start
+        new_tokens = sum(len(model.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
+        rows.append({"prompts": len(questions), "batch size": batch_size, "seconds": round(seconds, 1),
+                     "answer tokens": new_tokens, "tokens/s": round(new_tokens / seconds, 1)})
+    return rows
+
+
+STAMP = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine - INFO - (.*)$")
+
+
+def split_training_log(log: Path) -> dict:
+    """Seconds of one ``xtuner train`` run's log: preparing (log start to the first hook), evaluation hook, iterations."""
+    events = [(datetime.strptime(m.group(1), "%Y/%m/%d %H:%M:%S"), m.group(2))
+              for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if (m := STAMP.match(line))]
+    if not events:
+        return {}
+    hook, prepare_end, evaluating = 0.0, None, None
+    for (when, text), (after, _) in zip(events, events[1:] + events[-1:]):
+        if "in EvaluateChatHook" in text and "skipped" not in text:
+            evaluating = when
+            prepare_end = prepare_end or when
+        elif evaluating and not text.startswith("Sample output"):
+            hook += (when - evaluating).total_seconds()
+            evaluating = None
+        if prepare_end is None and text.startswith("Iter(train)"):
+            prepare_end = when
+    if evaluating:
+        hook += (events[-1][0] - evaluating).total_seconds()
+    total = (events[-1][0] - events[0][0]).total_seconds()
+    prepare = ((prepare_end or events[-1][0]) - events[0][0]).total_seconds()
+    return {"logged": total, "preparing data": prepare, "evaluation hook": hook}
+
+
+def course_figures(workdir: Path) -> dict:
+    """Each notebook's time (course report) and 04's split (its logs and training summary)."""
+    from helpers import monitor, workspace
+
+    ws = workspace.get_workspace(str(workdir))
+    figures = {"notebooks": [], "04": []}
+    report = ws.reports / "course_report.md"
+    if report.is_file():
+        figures["notebooks"] = re.findall(r"^\| (\S+\.ipynb|total) \| ([\d.]+) \|$", report.read_text(), re.M)
+    summary_file = ws.reports / "training_summary.json"
+    work_dir = ws.read_state().get("work_dir")
+    if not (summary_file.is_file() and work_dir):
+        return figures
+    summary = json.loads(summary_file.read_text())
+    iteration_time = {r["iter"]: r.get("time", 0.0) for r in monitor.read_scalars(Path(work_dir))}
+    walls = summary.get("run_seconds", [])
+    for i, run in enumerate(monitor.run_dirs(Path(work_dir))):
+        split = split_training_log(run / f"{run.name}.log")
+        rows = [r for r in _scalars_of(run)]
+        split["iterations"] = round(sum(iteration_time.get(r, 0.0) for r in rows), 1)
+        split["n iterations"] = len(rows)
+        if i < len(walls):
+            split["wall"] = round(walls[i], 1)
+            split["start-up (before the log)"] = round(walls[i] - split["logged"], 1)
+        figures["04"].append({"run": run.name, **split})
+    figures["s/iter"] = summary.get("seconds_per_iter")
+    return figures
+
+
+def _scalars_of(run: Path) -> list[int]:
+    path = run / "vis_data" / "scalars.json"
+    if not path.is_file():
+        return []
+    return [json.loads(line)["iter"] for line in path.read_text().splitlines() if '"loss"' in line]
+
+
+def show(title: str, rows) -> None:
+    from helpers.course import md_table
+
+    print(f"\n## {title}\n")
+    print(md_table(rows) if rows and isinstance(rows, list) and isinstance(rows[0], dict) else rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", default=None, help="the working folder of a finished `make course` (default: ./workspace)")
+    parser.add_argument("--steps", type=int, default=6, help="timed LoRA steps per setting")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--skip-step", action="store_true")
+    parser.add_argument("--skip-generation", action="store_true")
+    args = parser.parse_args(argv)
+    import torch
+
+    from helpers import workspace
+
+    workdir = workspace.get_workspace(args.workdir).root
+    print(f"# Course benchmark: {workdir}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    matmul = matmul_gflops()
+    show("fp32 matmul", [{"shape": "2048x2048 @ 2048x2048", "GFLOP/s": round(matmul, 1)},
+                         {"shape": "256x576 @ 576x1536", "GFLOP/s": round(matmul_gflops(256, 1536, 576, 200), 1)}])
+    if not args.skip_step:
+        show("LoRA training step (cpu profile's config, XTuner's builder)", bench_step(workdir, args.steps, matmul))
+    if not args.skip_generation:
+        show(f"Greedy generation, max_new_tokens={args.max_new_tokens}", bench_generation(workdir, args.max_new_tokens))
+    figures = course_figures(workdir)
+    show("Notebooks (last make course)", [{"notebook": n, "seconds": float(s)} for n, s in figures["notebooks"]])
+    show(f"04's xtuner train runs (s/iter {figures.get('s/iter')})", figures["04"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
