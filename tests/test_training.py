@@ -92,14 +92,18 @@ def test_course_hook_answers_once_per_checkpoint_and_not_again_on_resume(tmp_pat
     copied = xconfig.copy_config("internlm2_chat_1_8b_qlora_alpaca_e3", tmp_path)
     train_file = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 8), tmp_path / "train.jsonl")
     prof = profiles.get_profile("tiny", max_iters=4, save_steps=2, evaluation_freq=2, warmup_iters=1)
-    edits = xconfig.course_edits(prof, tiny_model, train_file, "conversation", ["你是谁？"])
+    questions = ["你是谁？", "What is the capital of France?"]
+    edits = xconfig.course_edits(prof, tiny_model, train_file, "conversation", questions)
     config = xconfig.write_edited(copied, tmp_path / "course_tiny.py", edits)
     work = tmp_path / "work"
     first = training.train(config, work, progress=False, stop_at=2)
     resumed = training.train(config, work, progress=False, resume=True)
     assert first.stopped and first.checkpoint.name == "iter_2.pth" and resumed.checkpoint.name == "iter_4.pth"
     # first run: before training and at iteration 2; resumed run: only at iteration 4 (its checkpoint)
-    assert first.run.output.count("Sample output:") == 2 and resumed.run.output.count("Sample output:") == 1
+    assert first.run.output.count("Sample output:") == 4 and resumed.run.output.count("Sample output:") == 2
     assert "skipped (resumed at iteration 2" in resumed.run.output
     assert "after_train in EvaluateChatHook: skipped" in resumed.run.output
-    assert sorted(monitor.eval_outputs(work)) == [3]  # the newest run saved its answers with its checkpoint
+    saved = monitor.eval_outputs(work)
+    assert sorted(saved) == [3]  # the newest run saved its answers with its checkpoint
+    # the batch keeps each question with its own answer, padding stripped, in the order of evaluation_inputs
+    assert saved[3].index(questions[0]) < saved[3].index(questions[1]) and "<|endoftext|><|endoftext|>" not in saved[3]
