@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from . import cli
 from .models import check_model_dir
@@ -79,6 +80,16 @@ def _cut_at_stop(text: str, stops: list[str]) -> str:
     return text.strip()
 
 
+def before_answers(questions: list[str], saved: list[dict], answer_new: Callable[[list[str]], list[str]]
+                   ) -> tuple[list[str], list[str]]:
+    """Each question's saved ``before`` answer, matched on the question text; the questions with none saved are
+    answered by ``answer_new`` (the base model). Returns the answers and those new questions (06_chat_compare)."""
+    known = {r["question"]: r["before"] for r in saved}
+    new = [q for q in dict.fromkeys(questions) if q not in known]
+    known.update(zip(new, answer_new(new) if new else []))
+    return [known[q] for q in questions], new
+
+
 def judge_answer(item: dict, answer: str, name: str) -> bool:
     """True when ``answer`` shows what ``item`` expects: the trained name, or the general keyword (06_chat_compare)."""
     if item["kind"] == "identity":
@@ -87,13 +98,17 @@ def judge_answer(item: dict, answer: str, name: str) -> bool:
 
 
 XTUNER_PROMPT = ">>> "
+# printed after an answer once prompt + answer reach --max-new-tokens tokens: xtuner forgets the earlier turns
+HISTORY_DROPPED = re.compile(r"^Remove the memory of history responses.*$", re.M)
 
 
 def xtuner_chat(model_dir: Path, template_name: str, questions: list[str], max_new_tokens: int = 64,
-                system: str | None = None, torch_dtype: str = "fp32") -> list[str]:
-    """Ask ``xtuner chat`` the questions non-interactively (piped input, greedy) and return its answers (06_chat_compare)."""
-    args = ["chat", str(model_dir), "--prompt-template", template_name, "--no-streamer", "--temperature", "0",
-            "--max-new-tokens", str(max_new_tokens), "--torch-dtype", torch_dtype]
+                system: str | None = None, torch_dtype: str = "fp32", adapter: Path | None = None) -> list[str]:
+    """Ask ``xtuner chat MODEL [--adapter ADAPTER]`` the questions non-interactively (piped input, greedy) and return
+    its answers; one conversation, so later answers see the earlier turns unless xtuner drops them (06_chat_compare)."""
+    args = ["chat", str(model_dir), *(["--adapter", str(adapter)] if adapter else []), "--prompt-template",
+            template_name, "--no-streamer", "--temperature", "0", "--max-new-tokens", str(max_new_tokens),
+            "--torch-dtype", torch_dtype]
     if system:
         args += ["--system", system]
     if any("\n" in q for q in questions):
@@ -101,6 +116,7 @@ def xtuner_chat(model_dir: Path, template_name: str, questions: list[str], max_n
     run = cli.run_xtuner(*args, input_text="".join(f"{q}\n\n" for q in questions) + "EXIT\n\n",
                          env={"PYTHONWARNINGS": "ignore"})  # warnings would interleave with the answers
     parts = run.output.split(XTUNER_PROMPT)[1:len(questions) + 1]
-    answers = [_cut_at_stop(p.split("double enter to end input")[0], _stop_words(template_name)) for p in parts]
+    parts = [HISTORY_DROPPED.sub("", p.split("double enter to end input")[0]) for p in parts]
+    answers = [_cut_at_stop(p, _stop_words(template_name)) for p in parts]
     cli.require(len(answers) == len(questions) and "Log: Exit!" in run.output, run, "an answer to every question")
     return answers

@@ -33,6 +33,7 @@ class XtunerRun:
     returncode: int
     peak_rss_gb: float = 0.0  # the most memory the command's processes held together (RAM, shared pages once)
     stopped: bool = False  # ended on purpose by a StopRun from on_line
+    shown: str = ""  # the command line as printed for the learner (``show``), environment and piped input included
 
     @property
     def traceback(self) -> str | None:
@@ -52,20 +53,35 @@ def xtuner_env(extra: dict | None = None) -> dict:
 
 
 def xtuner_command(*args: str) -> list[str]:
-    """``xtuner ARGS`` using the xtuner installed beside this interpreter (02_your_own_data)."""
+    """``xtuner ARGS`` using the xtuner installed beside this interpreter (04_train)."""
     local = Path(sys.executable).parent / "xtuner"
     return [str(local) if local.exists() else "xtuner", *map(str, args)]
 
 
-def show(command: list[str]) -> str:
-    """The command as the learner would type it in a terminal (02_your_own_data)."""
-    return shlex.join([Path(command[0]).name if command[0].endswith("/xtuner") else command[0], *command[1:]])
+def show(command: list[str], env: dict | None = None, input_text: str | None = None) -> str:
+    """The command as the learner would type it in a terminal: ``VAR=value`` for each of ``env``, and
+    ``printf '...' |`` for piped input (04_train)."""
+    line = shlex.join([Path(command[0]).name if command[0].endswith("/xtuner") else command[0], *command[1:]])
+    line = " ".join([*(f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items()), line])
+    if input_text is not None:
+        text = input_text.replace("\\", "\\\\").replace("%", "%%").replace("\n", "\\n")
+        line = f"printf {shlex.quote(text)} | {line}"
+    return line
 
 
 def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str], None] | None = None,
-               input_text: str | None = None, env: dict | None = None, cwd: Path | None = None) -> XtunerRun:
-    """Run ``xtuner ARGS``, streaming each output line to ``on_line`` and ``log_path`` (used by every helper that runs xtuner)."""
+               input_text: str | None = None, env: dict | None = None, cwd: Path | None = None,
+               show_command: bool = True) -> XtunerRun:
+    """Print ``$ xtuner ARGS`` exactly as run, then run it, streaming each output line to ``on_line`` and ``log_path``
+    (used by every helper that runs xtuner).
+
+    The printed line carries ``env`` (the variables this command sets) and the piped ``input_text``; the defaults of
+    ``xtuner_env`` for every command (PATH, MKL, unbuffered output) are left out.
+    """
     command, lines, stopped = xtuner_command(*args), [], False
+    shown = show(command, env, input_text)
+    if show_command:
+        print(f"$ {shown}", flush=True)
     log = open(log_path, "w", encoding="utf-8") if log_path else None
     try:
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -92,7 +108,7 @@ def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str]
     finally:
         if log:
             log.close()
-    return XtunerRun(command, "".join(lines), proc.returncode, memory.peak_gb, stopped)
+    return XtunerRun(command, "".join(lines), proc.returncode, memory.peak_gb, stopped, shown)
 
 
 def _group_memory_bytes(pgid: int) -> int:
@@ -170,4 +186,4 @@ def require(ok: bool, run: XtunerRun, what: str, fix: str = "") -> None:
     if ok:
         return
     detail = run.traceback or run.output[-3000:]
-    raise XtunerError(f"`{show(run.command)}` did not produce {what}. {fix}\n\n{detail}".strip())
+    raise XtunerError(f"`{run.shown or show(run.command)}` did not produce {what}. {fix}\n\n{detail}".strip())

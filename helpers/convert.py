@@ -31,7 +31,8 @@ def _convert_into(out_dir: Path, overwrite: bool, args_for, expect: str, what: s
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        run = cli.run_xtuner(*args_for(tmp))
+        print(f"# 先写入临时文件夹 {tmp.name}/，成功后改名为 {out_dir.name}/（失败时不留下不完整的 {out_dir.name}/）")
+        run = cli.run_xtuner(*args_for(tmp), env=cli.MKL_ENV)  # MKL shown: convert and merge need it on some platforms
         cli.require(any(tmp.glob(expect)), run, f"{what} ({expect} in {out_dir})")
         return files.replace_dir(tmp, out_dir, overwrite=overwrite)
     finally:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cli
-from .monitor import TrainingMonitor, run_dirs
+from .monitor import ANSI, TrainingMonitor, _parse_iter_line, run_dirs
 
 CHECKPOINT = re.compile(r"^iter_(\d+)\.pth$")
 # xtuner 0.2.0 reads the resumed checkpoint's seed with torch.load(), which torch >= 2.6 refuses by default
@@ -66,7 +66,9 @@ def train(config: Path, work_dir: Path, deepspeed: str | None = None, resume: bo
     try:
         run = cli.run_xtuner(*args, log_path=log_path, on_line=monitor, env=RESUME_ENV if resume else None)
     except KeyboardInterrupt:
-        print(f"Training interrupted; xtuner stopped. Continue with resume=True from {_newest_or_none(work_dir)}.")
+        newest = _newest_or_none(work_dir)
+        print(f"Training interrupted; xtuner stopped. Continue with resume=True from {newest}." if newest else
+              "Training interrupted before its first checkpoint; xtuner stopped. Train again from the start.")
         raise
     finally:
         monitor.close()
@@ -75,6 +77,19 @@ def train(config: Path, work_dir: Path, deepspeed: str | None = None, resume: bo
                 "Read the traceback below; docs/troubleshooting.md lists the usual causes.")
     return TrainResult(run, latest_checkpoint(work_dir), work_dir, time.time() - start, run.stopped, run.peak_rss_gb,
                        [r["loss"] for r in monitor.rows], monitor.samples)
+
+
+def resume_point(work_dir: Path) -> int | None:
+    """The iteration of the newest checkpoint when the run that wrote it ended before its last iteration (stopped at
+    ``stop_at`` or interrupted): ``train(..., resume=True)`` continues from there. None when there is nothing to
+    resume (04_train)."""
+    if not list_checkpoints(work_dir):
+        return None
+    done = int(CHECKPOINT.match(latest_checkpoint(work_dir).name).group(1))
+    log = Path(work_dir) / "xtuner_train.log"
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.is_file() else []
+    rows = [row for line in lines if (row := _parse_iter_line(ANSI.sub("", line)))]
+    return done if not rows or done < rows[-1]["max_iters"] else None
 
 
 def _stamps(work_dir: Path) -> dict[Path, int]:

@@ -1,6 +1,7 @@
 import pytest
 
 from helpers import chat, data
+from test_cli_convert import assert_printed_is_what_ran, fake_xtuner, printed_commands, recorded_runs  # noqa: F401
 
 
 def test_prompt_matches_xtuner_templates():
@@ -44,3 +45,48 @@ def test_greedy_generation_is_deterministic_and_batch_independent(tiny_model):
 def test_multiline_questions_are_refused_by_xtuner_chat(tiny_model):
     with pytest.raises(ValueError, match="one-line questions"):
         chat.xtuner_chat(tiny_model, "qwen_chat", ["line one\n\nline two"])
+
+
+def test_xtuner_chat_prints_the_command_it_runs(fake_xtuner, capsys, tmp_path):
+    """The printed line, typed into a shell, runs the same xtuner chat: base model, --adapter, piped questions."""
+    questions = ["你是谁？", "What's 1 + 1 (100%)?"]
+    replies = chat.xtuner_chat(tmp_path / "base", "qwen_chat", questions, max_new_tokens=8, system="S",
+                               adapter=tmp_path / "hf_adapter")
+    assert replies == [f"answer to {q}" for q in questions]
+    [line] = printed_commands(capsys.readouterr().out)
+    assert line.startswith("printf '你是谁？\\n\\n") and f"xtuner chat {tmp_path / 'base'} --adapter" in line
+    ran = assert_printed_is_what_ran(line, fake_xtuner)
+    assert ran["args"][:4] == ["chat", str(tmp_path / "base"), "--adapter", str(tmp_path / "hf_adapter")]
+    assert ran["stdin"] == "你是谁？\n\nWhat's 1 + 1 (100%)?\n\nEXIT\n\n"
+
+
+def test_xtuner_chat_without_adapter_has_no_adapter_flag(fake_xtuner, capsys, tmp_path):
+    chat.xtuner_chat(tmp_path / "merged", "qwen_chat", ["Hi"])
+    [line] = printed_commands(capsys.readouterr().out)
+    assert "--adapter" not in line and "--system" not in recorded_runs(fake_xtuner)[-1]["args"]
+
+
+SAVED = [{"kind": "identity", "question": "你是谁？", "before": "我是助手。"},
+         {"kind": "general", "question": "Removed since?", "before": "old"},
+         {"kind": "general", "question": "What is the capital of France?", "before": "Paris."}]
+
+
+def test_before_answers_join_on_the_question_and_answer_only_new_ones():
+    """Questions added to eval_questions.json after notebook 00 (06 exercise 2) are answered now, once each."""
+    asked = []
+
+    def answer_new(qs):
+        asked.append(list(qs))
+        return [f"base: {q}" for q in qs]
+
+    questions = ["What is the capital of France?", "你叫什么名字？", "你是谁？", "你叫什么名字？"]
+    answers, new = chat.before_answers(questions, SAVED, answer_new)
+    assert answers == ["Paris.", "base: 你叫什么名字？", "我是助手。", "base: 你叫什么名字？"]
+    assert new == ["你叫什么名字？"] and asked == [["你叫什么名字？"]]
+
+
+def test_before_answers_with_nothing_new_asks_nobody():
+    def answer_new(qs):
+        raise AssertionError("nothing to answer")
+
+    assert chat.before_answers(["你是谁？"], SAVED, answer_new) == (["我是助手。"], [])

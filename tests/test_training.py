@@ -3,6 +3,7 @@ import json
 import pytest
 
 from helpers import cli, data, formats, monitor, profiles, training, xconfig
+from test_cli_convert import assert_printed_is_what_ran, fake_xtuner, printed_commands  # noqa: F401
 
 LOG = ("11/24 11:19:20 - mmengine - INFO - Iter(train) [ 12/150]  lr: 1.9916e-03  eta: 0:00:04  "
        "time: 0.0340  data_time: 0.0021  grad_norm: 14.8846  loss: 5.1726")
@@ -107,3 +108,34 @@ def test_course_hook_answers_once_per_checkpoint_and_not_again_on_resume(tmp_pat
     assert sorted(saved) == [3]  # the newest run saved its answers with its checkpoint
     # the batch keeps each question with its own answer, padding stripped, in the order of evaluation_inputs
     assert saved[3].index(questions[0]) < saved[3].index(questions[1]) and "<|endoftext|><|endoftext|>" not in saved[3]
+
+
+def test_train_prints_the_command_it_runs_and_the_resume_variable(fake_xtuner, capsys, tmp_path):
+    """train and train(resume=True) print the exact xtuner train command, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD included."""
+    work = tmp_path / "work"
+    first = training.train(tmp_path / "c.py", work, progress=False)
+    [line] = printed_commands(capsys.readouterr().out)
+    assert line == first.run.shown == f"xtuner train {tmp_path / 'c.py'} --work-dir {work}"
+    assert assert_printed_is_what_ran(line, fake_xtuner)["args"][:2] == ["train", str(tmp_path / "c.py")]
+    resumed = training.train(tmp_path / "c.py", work, progress=False, resume=True)
+    [line] = printed_commands(capsys.readouterr().out)
+    assert line == resumed.run.shown and line.startswith("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 xtuner train ")
+    assert line.endswith(f"--resume {work / 'iter_1.pth'}")
+    assert assert_printed_is_what_ran(line, fake_xtuner)["env"]["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1"
+
+
+def _log_iteration(work, it, total):
+    with open(work / "xtuner_train.log", "a") as log:
+        log.write(LOG.replace("[ 12/150]", f"[{it:3d}/{total}]") + "\n")
+
+
+def test_resume_point_after_a_stop_or_an_interrupt_but_not_after_the_end(tmp_path):
+    """04 section 4 resumes when the newest checkpoint comes before the last iteration (stop_at, or ■ in exercise 3)."""
+    assert training.resume_point(tmp_path) is None  # nothing to resume from
+    (tmp_path / "iter_50.pth").write_bytes(b"x")
+    for it in (50, 51, 52):  # interrupted at iteration 52 of 150
+        _log_iteration(tmp_path, it, 150)
+    assert training.resume_point(tmp_path) == 50
+    (tmp_path / "iter_150.pth").write_bytes(b"x")
+    _log_iteration(tmp_path, 150, 150)
+    assert training.resume_point(tmp_path) is None  # finished
