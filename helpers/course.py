@@ -65,7 +65,21 @@ def render_report(root: Path, profile: str, timings: list[dict]) -> str:
         rows = json.loads(comparison.read_text(encoding="utf-8"))
         keep = ("kind", "question", "before", "after", "after_ok")
         lines += ["", "## Before and after fine-tuning", "", md_table([{k: r[k] for k in keep} for r in rows])]
+    evaluation = reports / "evaluation.json"
+    if evaluation.is_file():
+        lines += ["", "## Evaluation (notebook 07)", "", _evaluation_summary(json.loads(evaluation.read_text(encoding="utf-8"))),
+                  "", "Details: [evaluation.md](evaluation.md)"]
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_summary(summary: dict) -> str:
+    """One row per model: held-out scores, benchmark accuracy and the general probe, from ``evaluation.json``."""
+    overall = summary["benchmark"]["overall"]
+    rows = [{"model": model, **{f"held-out {k}": round(v, 3) for k, v in scores.items()},
+             "benchmark accuracy": round(overall[model], 3) if model in overall else "",
+             "general probe": round(summary["probe"][model], 3) if model in summary["probe"] else ""}
+            for model, scores in summary["heldout"].items()]
+    return f"Evaluation set: {summary['eval_set']}; benchmark chance level {overall['chance']:.2f}.\n\n" + md_table(rows)
 
 
 def md_table(rows: list[dict]) -> str:

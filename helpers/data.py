@@ -29,6 +29,21 @@ def build_self_cognition(name: str, author: str, n: int, seed: int = 0, system: 
     return [conversation_record(q, a.format(name=name, author=author), system) for q, a in chosen]
 
 
+def heldout_identity(name: str, author: str, templates: dict | None = None) -> list[dict]:
+    """The held-out identity paraphrases, each with every answer template of its language as references (01_self_cognition_data)."""
+    templates = templates or load_self_cognition_templates()
+    return [{"question": q, "lang": lang, "keywords": [name],
+             "references": [a.format(name=name, author=author) for a in templates["answers"][lang]]}
+            for lang, qs in templates["heldout_questions"].items() for q in qs]
+
+
+def eval_items(records: list[dict], keywords: list[str] = ()) -> list[dict]:
+    """Held-out conversation records as evaluation items: first question, its answer as the reference (07_evaluate)."""
+    turns = [r["conversation"][0] for r in records]
+    return [{"question": t["input"], "system": t.get("system", ""), "references": [t["output"]],
+             "keywords": list(keywords)} for t in turns]
+
+
 def load_general_prompts(path: Path = DATASETS_DIR / "general_prompts.json") -> list[str]:
     """The shipped general prompts that the base model answers for self-distillation (01_self_cognition_data)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))["prompts"]

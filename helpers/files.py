@@ -13,7 +13,7 @@ class OutputExistsError(FileExistsError):
 
 
 def check_writable(path: Path, overwrite: bool) -> Path:
-    """Refuse to replace an existing ``path`` unless ``overwrite`` is true (used by convert, formats, xconfig)."""
+    """Refuse to replace an existing ``path`` unless ``overwrite`` is true (01_self_cognition_data)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(

@@ -194,7 +194,7 @@ def _read_records(path: Path) -> list[tuple[str, dict]]:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The records of a ``.jsonl`` (or ``.json``) file; errors name the file, the line and the fix (02_your_own_data)."""
+    """The records of a ``.jsonl`` (or ``.json``) file; errors name the file, the line and the fix (01_self_cognition_data)."""
     return [record for _, record in _read_records(path)]
 
 

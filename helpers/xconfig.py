@@ -42,6 +42,7 @@ def copy_config(name: str, dest_dir: Path, overwrite: bool = False) -> Path:
     dest = files.check_writable(Path(dest_dir) / f"{name}_copy.py", overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        print(f"# 先复制到临时文件夹 {Path(tmp).name}/，再移到 {dest}（不会覆盖已有的文件，除非 overwrite=True）")
         run = cli.run_xtuner("copy-cfg", name, tmp)
         made = Path(tmp) / dest.name
         cli.require(made.is_file(), run, str(made), "Is the config name right? `xtuner list-cfg` lists them.")
@@ -173,6 +174,14 @@ def write_edited(source: Path, dest: Path, edits: list[Edit], overwrite: bool = 
     """Write ``source`` with ``edits`` applied to ``dest`` (atomic; ``source`` is untouched) (03_xtuner_config)."""
     text = _apply_edits(Path(source).read_text(encoding="utf-8"), edits, str(source))
     return files.atomic_write_text(dest, text, overwrite=overwrite)
+
+
+def data_edits(data_path: Path, max_iters: int | None = None) -> list[Edit]:
+    """Turn an edited course config into the same run on other data (optionally another length) (07_evaluate)."""
+    edits = [_setting("data_path", repr(str(data_path)))]
+    if max_iters:
+        edits.append(_setting("max_iters", str(max_iters)))
+    return edits
 
 
 def write_check_config(profile: Profile, base_model: Path, data_file: Path, configs_dir: Path, system: str = "",

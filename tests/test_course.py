@@ -22,7 +22,7 @@ def test_parse_set_reads_json_values():
 
 def test_notebooks_in_learner_order():
     names = [p.name[:2] for p in course.notebook_paths()]
-    assert names == sorted(names) and names[0] == "00" and names[-1] == "06"
+    assert names == sorted(names) and names[0] == "00" and names[-1] == "07"
 
 
 @pytest.mark.slow
@@ -42,3 +42,28 @@ def test_cpu_profile_end_to_end(tmp_path):
     assert "Paris" in france["before"] and "Paris" in france["after"]
     text = report.read_text(encoding="utf-8")
     assert "Before and after fine-tuning" in text and "final_loss" in text
+    # 07: the identity generalises to held-out paraphrases; the mixed-in general data keeps the general probe
+    # (07's margin, 0.15), while the run without it forgets; the benchmark is scored for both models
+    evaluation = json.loads((reports / "evaluation.json").read_text(encoding="utf-8"))
+    held, probe = evaluation["heldout"], evaluation["probe"]
+    assert held["tuned"]["contains"] >= held["base"]["contains"] + 0.5 and held["no_mix"]["contains"] >= 0.5
+    assert probe["base"] >= 0.6 and probe["tuned"] >= probe["base"] - 0.15 and probe["no_mix"] < probe["tuned"] - 0.2
+    assert evaluation["benchmark"]["overall"]["questions"] == 30 and {"base", "tuned"} <= set(evaluation["benchmark"]["overall"])
+    assert "## Evaluation (notebook 07)" in text and (reports / "evaluation.png").is_file()
+
+
+def test_report_links_the_evaluation_with_one_row_per_model(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    summary = {"eval_set": "held-out identity paraphrases (01)",
+               "heldout": {"base": {"exact": 0.0, "contains": 0.0, "rouge_l": 0.1},
+                           "tuned": {"exact": 0.25, "contains": 1.0, "rouge_l": 0.8},
+                           "no_mix": {"exact": 0.5, "contains": 1.0, "rouge_l": 0.9}},
+               "benchmark": {"overall": {"base": 0.3, "tuned": 0.35, "questions": 20, "chance": 0.25}},
+               "probe": {"base": 0.9, "tuned": 0.85, "no_mix": 0.2}}
+    (reports / "evaluation.json").write_text(json.dumps(summary), encoding="utf-8")
+    text = course.render_report(tmp_path, "cpu", [{"notebook": "07_evaluate.ipynb", "seconds": 1.0}])
+    assert "[evaluation.md](evaluation.md)" in text and "chance level 0.25" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| base", "| tuned", "| no_mix"))]
+    assert rows == ["| base | 0.0 | 0.0 | 0.1 | 0.3 | 0.9 |", "| tuned | 0.25 | 1.0 | 0.8 | 0.35 | 0.85 |",
+                    "| no_mix | 0.5 | 1.0 | 0.9 |  | 0.2 |"]

@@ -136,3 +136,22 @@ def test_token_lengths_match_xtuner_encoding(tiny_model, records, reference_toke
     assert records[0]["conversation"][0]["input"] == data.build_self_cognition("小智", "书生学员", 40, 1)[0]["conversation"][0]["input"]
     summary = validation.length_summary(lengths, max_length=min(lengths))
     assert summary["truncated"] == sum(n > min(lengths) for n in lengths) and summary["max_tokens"] == max(lengths)
+
+
+def test_heldout_identity_questions_never_enter_training():
+    """Every question the 01 generator can pick is outside the held-out set, and each held-out item has references."""
+    templates = data.load_self_cognition_templates()
+    trainable = {q for qs in templates["questions"].values() for q in qs}
+    heldout = data.heldout_identity("小智", "书生学员")
+    assert heldout and not trainable & {h["question"] for h in heldout}
+    for item in heldout:
+        assert item["keywords"] == ["小智"] and all("小智" in r and "{" not in r for r in item["references"])
+        assert len(item["references"]) == len(templates["answers"][item["lang"]])
+    every = data.build_self_cognition("小智", "书生学员", n=10_000)
+    assert not {r["conversation"][0]["input"] for r in every} & {h["question"] for h in heldout}
+
+
+def test_eval_items_take_the_first_turn():
+    records = [formats.conversation_record("怎么写简历？", "一页，突出成果。", "你是顾问。")]
+    assert data.eval_items(records) == [{"question": "怎么写简历？", "system": "你是顾问。",
+                                         "references": ["一页，突出成果。"], "keywords": []}]

@@ -116,3 +116,21 @@ def test_edits_do_not_touch_the_copy_and_diff_shows_them(copied, tmp_path, train
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="Run notebook 03 first"):
         xconfig.load_config(tmp_path / "nope.py")
+
+
+def test_data_edits_change_only_the_data_and_length(copied, tmp_path, train_file):
+    """07's no-mix run: the same config on other data; the diff holds exactly those lines."""
+    config = _edited(copied, tmp_path, profiles.get_profile("cpu"), train_file)
+    other = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 4), tmp_path / "identity_only.jsonl")
+    variant = xconfig.write_edited(config, tmp_path / "variant.py", xconfig.data_edits(other, max_iters=12))
+    changed = [l for l in xconfig.unified_diff(config, variant).splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")]
+    assert changed == [f"-data_path = {str(train_file)!r}", f"+data_path = {str(other)!r}",
+                       "-max_iters = 60", "+max_iters = 12"]
+    cfg = xconfig.load_config(variant)
+    assert cfg.train_dataloader.dataset.dataset.data_files["train"] == str(other) and cfg.train_cfg.max_iters == 12
+
+
+def test_data_edits_on_an_epoch_config_refuse_max_iters(copied, tmp_path, train_file):
+    config = _edited(copied, tmp_path, profiles.get_profile("gpu"), train_file)
+    with pytest.raises(xconfig.ConfigEditError, match="set max_iters"):
+        xconfig.write_edited(config, tmp_path / "variant.py", xconfig.data_edits(train_file, max_iters=12))
