@@ -1,7 +1,7 @@
 import pytest
 
 from helpers import chat, data
-from test_cli_convert import assert_printed_is_what_ran, fake_xtuner, printed_commands, recorded_runs  # noqa: F401
+from test_cli_convert import assert_printed_is_what_ran, xtuner_runs  # noqa: F401
 
 
 def test_prompt_matches_xtuner_templates():
@@ -47,23 +47,22 @@ def test_multiline_questions_are_refused_by_xtuner_chat(tiny_model):
         chat.xtuner_chat(tiny_model, "qwen_chat", ["line one\n\nline two"])
 
 
-def test_xtuner_chat_prints_the_command_it_runs(fake_xtuner, capsys, tmp_path):
-    """The printed line, typed into a shell, runs the same xtuner chat: base model, --adapter, piped questions."""
-    questions = ["你是谁？", "What's 1 + 1 (100%)?"]
-    replies = chat.xtuner_chat(tmp_path / "base", "qwen_chat", questions, max_new_tokens=8, system="S",
-                               adapter=tmp_path / "hf_adapter")
-    assert replies == [f"answer to {q}" for q in questions]
-    [line] = printed_commands(capsys.readouterr().out)
-    assert line.startswith("printf '你是谁？\\n\\n") and f"xtuner chat {tmp_path / 'base'} --adapter" in line
-    ran = assert_printed_is_what_ran(line, fake_xtuner)
-    assert ran["args"][:4] == ["chat", str(tmp_path / "base"), "--adapter", str(tmp_path / "hf_adapter")]
-    assert ran["stdin"] == "你是谁？\n\nWhat's 1 + 1 (100%)?\n\nEXIT\n\n"
+def test_xtuner_chat_with_an_adapter_prints_what_it_runs(tiny_model, tmp_path, capsys, xtuner_runs):
+    """A real xtuner chat on the tiny model and a LoRA adapter: the printed line is what ran (base model, --adapter,
+    PYTHONWARNINGS, questions piped in unchanged: quotes, %, a backslash, Chinese) and every question got its answer."""
+    import peft
+    from transformers import AutoModelForCausalLM
 
-
-def test_xtuner_chat_without_adapter_has_no_adapter_flag(fake_xtuner, capsys, tmp_path):
-    chat.xtuner_chat(tmp_path / "merged", "qwen_chat", ["Hi"])
-    [line] = printed_commands(capsys.readouterr().out)
-    assert "--adapter" not in line and "--system" not in recorded_runs(fake_xtuner)[-1]["args"]
+    adapter = tmp_path / "hf_adapter"
+    lora = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    peft.get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), lora).save_pretrained(adapter)
+    questions = ["你是谁？", "It's 100% \\ \"fine\"?"]
+    replies = chat.xtuner_chat(tiny_model, "qwen_chat", questions, max_new_tokens=8, adapter=adapter)
+    assert len(replies) == len(questions)
+    assert_printed_is_what_ran(capsys.readouterr().out, xtuner_runs)
+    [(run, env, piped)] = xtuner_runs
+    assert run.command[1:5] == ["chat", str(tiny_model), "--adapter", str(adapter)] and "--system" not in run.command
+    assert env == {"PYTHONWARNINGS": "ignore"} and piped == "你是谁？\n\nIt's 100% \\ \"fine\"?\n\nEXIT\n\n"
 
 
 SAVED = [{"kind": "identity", "question": "你是谁？", "before": "我是助手。"},

@@ -1,5 +1,6 @@
-import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -34,41 +35,17 @@ def test_show_is_what_a_learner_types():
         "printf '你是谁？\\n\\nEXIT\\n\\n' | A=1 B='x y' xtuner chat m")
 
 
-# A stand-in for xtuner: records its arguments, the variables of RECORDED and its input; answers `chat` the way
-# xtuner chat does (a ">>> " prompt before each answer, "Log: Exit!" at EXIT); `train` writes a checkpoint.
-RECORDED = ("MKL_SERVICE_FORCE_INTEL", "MKL_THREADING_LAYER", "PYTHONWARNINGS", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-FAKE_XTUNER = """#!{python}
-import json, os, sys
-from pathlib import Path
-args, stdin = sys.argv[1:], sys.stdin.read()
-with open(os.environ["FAKE_XTUNER_LOG"], "a", encoding="utf-8") as log:
-    log.write(json.dumps({{"args": args, "stdin": stdin, "env": {{k: os.environ.get(k) for k in {recorded!r}}}}}) + "\\n")
-if args[0] == "chat":
-    for question in stdin.split("\\n\\n")[:-1]:
-        print("double enter to end input (EXIT: exit chat, RESET: reset history) >>> ", end="")
-        print("Log: Exit!" if question == "EXIT" else "answer to " + question)
-if "--work-dir" in args:
-    Path(args[args.index("--work-dir") + 1], "iter_1.pth").write_bytes(b"checkpoint")
-"""
-
-
 @pytest.fixture
-def fake_xtuner(tmp_path, monkeypatch) -> Path:
-    """Every helper runs the fake xtuner; returns the file its runs are recorded in, one JSON line each."""
-    fake = tmp_path / "fakebin" / "xtuner"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_XTUNER.format(python=sys.executable, recorded=RECORDED))
-    fake.chmod(0o755)
-    record = tmp_path / "fake_xtuner.jsonl"
-    monkeypatch.setenv("FAKE_XTUNER_LOG", str(record))
-    for name in RECORDED:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(cli, "xtuner_command", lambda *args: [str(fake), *map(str, args)])
-    return record
+def xtuner_runs(monkeypatch) -> list[tuple[cli.XtunerRun, dict, str | None]]:
+    """Every real xtuner run a helper makes, kept with the variables and the input the helper gave ``run_xtuner``."""
+    runs, real_run = [], cli.run_xtuner
 
+    def run_and_keep(*args, **kwargs):
+        runs.append((real_run(*args, **kwargs), kwargs.get("env") or {}, kwargs.get("input_text")))
+        return runs[-1][0]
 
-def recorded_runs(record: Path) -> list[dict]:
-    return [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines()]
+    monkeypatch.setattr(cli, "run_xtuner", run_and_keep)
+    return runs
 
 
 def printed_commands(out: str) -> list[str]:
@@ -76,59 +53,40 @@ def printed_commands(out: str) -> list[str]:
     return [line[2:] for line in out.splitlines() if line.startswith("$ ")]
 
 
-def assert_printed_is_what_ran(line: str, record: Path) -> dict:
-    """Type the printed line into bash, as a learner would: the fake xtuner must get the same arguments, input and
-    shown variables as from the helper (its newest recorded run); returns that run."""
-    ran = recorded_runs(record)[-1]
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(cli.xtuner_command()[0]).parent), os.environ["PATH"]]))
-    subprocess.run(["bash", "-c", line], env=env, check=True, stdout=subprocess.DEVNULL)
-    typed = recorded_runs(record)[-1]
-    assert typed["args"] == ran["args"] and typed["stdin"] == ran["stdin"]
-    shown = [name for name in RECORDED if f"{name}=" in line]
-    assert {k: typed["env"][k] for k in shown} == {k: ran["env"][k] for k in shown}
-    return ran
+def read_as_bash(line: str) -> tuple[str | None, dict, list[str]]:
+    """A printed line split as bash splits it: what its ``printf '...' |`` pipes in (printf really run; None
+    without one), its ``VAR=value`` settings and the command's words."""
+    words, piped, variables = shlex.split(line), None, {}
+    if words[0] == "printf":
+        assert words[2] == "|", line
+        printf = subprocess.run(["bash", "-c", shlex.join(words[:2])], capture_output=True, check=True)
+        piped, words = printf.stdout.decode("utf-8"), words[3:]
+    while re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0], flags=re.S):
+        name, value = words.pop(0).split("=", 1)
+        variables[name] = value
+    return piped, variables, words
 
 
-def test_run_xtuner_prints_the_command_it_runs(fake_xtuner, capsys):
-    text = "it's 100% \\ \"fine\"?\n\n你是谁？\n\nEXIT\n\n"  # quotes, %, a backslash: printf must not change them
-    run = cli.run_xtuner("chat", "my model", input_text=text, env={"PYTHONWARNINGS": "ignore"})
-    assert printed_commands(capsys.readouterr().out) == [run.shown]
-    assert run.shown.startswith("printf ") and " | PYTHONWARNINGS=ignore xtuner chat 'my model'" in run.shown
-    ran = assert_printed_is_what_ran(run.shown, fake_xtuner)
-    assert ran["args"] == ["chat", "my model"] and ran["stdin"] == text and ran["env"]["PYTHONWARNINGS"] == "ignore"
+def assert_printed_is_what_ran(out: str, runs: list) -> None:
+    """Each printed "$ " line is the run behind it: xtuner with the same arguments, the variables the helper set,
+    and its printf pipes in the helper's input byte for byte."""
+    printed = printed_commands(out)
+    assert len(printed) == len(runs), out
+    for line, (run, env, input_text) in zip(printed, runs):
+        assert line == run.shown
+        piped, variables, words = read_as_bash(line)
+        assert Path(run.command[0]).name == "xtuner" and words == ["xtuner", *run.command[1:]]
+        assert variables == env and piped == input_text
 
 
-def test_run_xtuner_can_stay_quiet(fake_xtuner, capsys):
-    run = cli.run_xtuner("list-cfg", show_command=False)
-    assert capsys.readouterr().out == "" and run.shown == "xtuner list-cfg"
-
-
-def test_conversions_print_what_they_run_and_the_temporary_folder(fake_xtuner, capsys, tmp_path, tiny_model):
-    """pth_to_hf and merge write into a temporary folder beside the output: the printed command names it, a line
-    above says so, and the MKL variables they run with are shown."""
-    (tmp_path / "c.py").write_text("x = 1\n")
-    (tmp_path / "iter_1.pth").write_bytes(b"x")
-    (tmp_path / "adapter").mkdir()
-    calls = [lambda: convert.pth_to_hf(tmp_path / "c.py", tmp_path / "iter_1.pth", tmp_path / "hf_adapter"),
-             lambda: convert.merge(tiny_model, tmp_path / "adapter", tmp_path / "merged")]
-    for call, out_name in zip(calls, ["hf_adapter", "merged"]):
-        with pytest.raises(cli.XtunerError, match="MKL_THREADING_LAYER=GNU xtuner convert"):
-            call()  # the fake writes nothing
-        out = capsys.readouterr().out
-        [line] = printed_commands(out)
-        assert line.startswith("MKL_SERVICE_FORCE_INTEL=1 MKL_THREADING_LAYER=GNU xtuner convert ")
-        ran = assert_printed_is_what_ran(line, fake_xtuner)
-        temporary = Path(ran["args"][4])
-        assert temporary.parent == tmp_path and temporary.name.startswith(f".{out_name}.")
-        assert f"临时文件夹 {temporary.name}/，成功后改名为 {out_name}/" in out
-        assert ran["env"]["MKL_THREADING_LAYER"] == "GNU" and not temporary.exists()
-
-
-def test_xtuner_exit_status_is_not_trusted(tmp_path):
-    run = cli.run_xtuner("convert", "pth_to_hf", "nope.py", "nope.pth", str(tmp_path / "out"))
-    assert run.returncode == 0 and run.traceback  # xtuner reports success after a crash
-    with pytest.raises(cli.XtunerError, match="did not produce the adapter"):
-        cli.require(False, run, "the adapter")
+def test_run_xtuner_can_stay_quiet_and_its_line_reruns_in_bash(capsys):
+    """show_command=False prints nothing; the line it would print, typed into bash, gives the same output."""
+    run = cli.run_xtuner("list-cfg", "-p", "internlm2_chat_1_8b", env={"PYTHONWARNINGS": "ignore"}, show_command=False)
+    assert capsys.readouterr().out == "" and run.shown == "PYTHONWARNINGS=ignore xtuner list-cfg -p internlm2_chat_1_8b"
+    assert "internlm2_chat_1_8b_qlora_alpaca_e3" in run.output
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    typed = subprocess.run(["bash", "-c", run.shown], capture_output=True, text=True, env=dict(os.environ, PATH=path))
+    assert typed.returncode == 0 and typed.stdout + typed.stderr == run.output
 
 
 def test_pth_to_hf_missing_checkpoint(tmp_path):
@@ -153,19 +111,27 @@ def test_disk_check_before_writing(tmp_path):
         convert._check_free_disk(tmp_path, files.free_disk_gb(tmp_path) + 1000, "merge")
 
 
-def test_failed_conversion_leaves_nothing_behind(tmp_path, tiny_model):
+def test_failed_conversion_prints_what_ran_and_leaves_nothing_behind(tmp_path, capsys, xtuner_runs):
+    """A real pth_to_hf on a broken checkpoint: xtuner exits 0 after its traceback, the helper fails with it. It
+    printed what it ran: the MKL variables, and the temporary folder beside the output, named in a line above."""
     bogus = tmp_path / "iter_1.pth"
     bogus.write_bytes(b"not a checkpoint")
     (tmp_path / "c.py").write_text("x = 1\n")
-    with pytest.raises(cli.XtunerError, match="did not produce a LoRA adapter"):
+    with pytest.raises(cli.XtunerError, match="did not produce a LoRA adapter") as err:
         convert.pth_to_hf(tmp_path / "c.py", bogus, tmp_path / "hf")
+    [(run, env, _)] = xtuner_runs
+    assert run.returncode == 0 and run.traceback and run.traceback in str(err.value)  # xtuner's status is not trusted
+    out = capsys.readouterr().out
+    assert_printed_is_what_ran(out, xtuner_runs)
+    assert env == cli.MKL_ENV and run.shown.startswith("MKL_SERVICE_FORCE_INTEL=1 MKL_THREADING_LAYER=GNU xtuner convert ")
+    temporary = Path(run.command[5])
+    assert run.command[2:5] == ["pth_to_hf", str(tmp_path / "c.py"), str(bogus)] and temporary.parent == tmp_path
+    assert temporary.name.startswith(".hf.") and f"临时文件夹 {temporary.name}/，成功后改名为 hf/" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.py", "iter_1.pth"]
 
 
 def test_memory_sampler_measures_one_process_group_only(tmp_path):
     """A child holding ~300 MB is measured as such; a later small one is not credited with it."""
-    import subprocess
-
     def peak_of(code: str) -> float:
         proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
         with cli.MemorySampler(proc.pid, every=0.1) as memory:

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from helpers import cli, data, formats, monitor, profiles, training, xconfig
-from test_cli_convert import assert_printed_is_what_ran, fake_xtuner, printed_commands  # noqa: F401
+from test_cli_convert import assert_printed_is_what_ran, xtuner_runs  # noqa: F401
 
 LOG = ("11/24 11:19:20 - mmengine - INFO - Iter(train) [ 12/150]  lr: 1.9916e-03  eta: 0:00:04  "
        "time: 0.0340  data_time: 0.0021  grad_norm: 14.8846  loss: 5.1726")
@@ -88,8 +88,10 @@ def test_failed_training_shows_the_real_traceback(tmp_path, tiny_model):
     assert "missing.jsonl" in str(err.value) or "FileNotFoundError" in str(err.value)
 
 
-def test_course_hook_answers_once_per_checkpoint_and_not_again_on_resume(tmp_path, tiny_model):
-    """The cpu/tiny configs' hook: answers before training, at each checkpoint, never twice with the same weights."""
+def test_course_hook_answers_once_per_checkpoint_and_not_again_on_resume(tmp_path, tiny_model, capsys,
+                                                                          xtuner_runs):
+    """The cpu/tiny configs' hook: answers before training, at each checkpoint, never twice with the same weights.
+    Both runs print the xtuner train command they ran; the resumed one with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1."""
     copied = xconfig.copy_config("internlm2_chat_1_8b_qlora_alpaca_e3", tmp_path)
     train_file = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 8), tmp_path / "train.jsonl")
     prof = profiles.get_profile("tiny", max_iters=4, save_steps=2, evaluation_freq=2, warmup_iters=1)
@@ -100,6 +102,9 @@ def test_course_hook_answers_once_per_checkpoint_and_not_again_on_resume(tmp_pat
     first = training.train(config, work, progress=False, stop_at=2)
     resumed = training.train(config, work, progress=False, resume=True)
     assert first.stopped and first.checkpoint.name == "iter_2.pth" and resumed.checkpoint.name == "iter_4.pth"
+    assert_printed_is_what_ran(capsys.readouterr().out, xtuner_runs)
+    assert first.run.shown == f"xtuner train {config} --work-dir {work}"
+    assert resumed.run.shown == f"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 {first.run.shown} --resume {work / 'iter_2.pth'}"
     # first run: before training and at iteration 2; resumed run: only at iteration 4 (its checkpoint)
     assert first.run.output.count("Sample output:") == 4 and resumed.run.output.count("Sample output:") == 2
     assert "skipped (resumed at iteration 2" in resumed.run.output
@@ -108,20 +113,6 @@ def test_course_hook_answers_once_per_checkpoint_and_not_again_on_resume(tmp_pat
     assert sorted(saved) == [3]  # the newest run saved its answers with its checkpoint
     # the batch keeps each question with its own answer, padding stripped, in the order of evaluation_inputs
     assert saved[3].index(questions[0]) < saved[3].index(questions[1]) and "<|endoftext|><|endoftext|>" not in saved[3]
-
-
-def test_train_prints_the_command_it_runs_and_the_resume_variable(fake_xtuner, capsys, tmp_path):
-    """train and train(resume=True) print the exact xtuner train command, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD included."""
-    work = tmp_path / "work"
-    first = training.train(tmp_path / "c.py", work, progress=False)
-    [line] = printed_commands(capsys.readouterr().out)
-    assert line == first.run.shown == f"xtuner train {tmp_path / 'c.py'} --work-dir {work}"
-    assert assert_printed_is_what_ran(line, fake_xtuner)["args"][:2] == ["train", str(tmp_path / "c.py")]
-    resumed = training.train(tmp_path / "c.py", work, progress=False, resume=True)
-    [line] = printed_commands(capsys.readouterr().out)
-    assert line == resumed.run.shown and line.startswith("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 xtuner train ")
-    assert line.endswith(f"--resume {work / 'iter_1.pth'}")
-    assert assert_printed_is_what_ran(line, fake_xtuner)["env"]["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1"
 
 
 def _log_iteration(work, it, total):
