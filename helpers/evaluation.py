@@ -409,12 +409,9 @@ def answer_and_score(models: dict, items: list[dict], template_name: str, system
     """Each model's greedy answers to the evaluation items, one row per (model, question) with its scores (07_evaluate)."""
     import pandas as pd
 
-    rows = []
-    for name, model in models.items():
-        answers = generate_answers(model, [it["question"] for it in items], template_name, system=system,
-                                   max_new_tokens=max_new_tokens)
-        rows += [{"model": name, "question": it["question"], "answer": answer,
-                  **score_answer(answer, it["references"], it.get("keywords", []))} for it, answer in zip(items, answers)]
+    rows = [{"model": name, "question": it["question"], "answer": answer,
+             **score_answer(answer, it["references"], it.get("keywords", []))}
+            for name, it, answer in _each_answer(models, items, template_name, system, max_new_tokens)]
     if not rows:
         raise ValueError("Nothing to evaluate: the evaluation set is empty. Check the file notebook 01 or 02 wrote.")
     return pd.DataFrame(rows)
@@ -430,13 +427,17 @@ def answer_probe(models: dict, probe: list[dict], template_name: str, system: st
     """Each model's answers to the general-knowledge probe, judged by the item's regex (07_evaluate)."""
     import pandas as pd
 
-    rows = []
+    return pd.DataFrame([{"model": name, "lang": p["lang"], "question": p["question"], "answer": a,
+                          "correct": _judge_probe(p, a)}
+                         for name, p, a in _each_answer(models, probe, template_name, system, max_new_tokens)])
+
+
+def _each_answer(models: dict, items: list[dict], template_name: str, system: str, max_new_tokens: int):
+    """(model name, item, greedy answer) for every model and item, one batched generation per model."""
     for name, model in models.items():
-        answers = generate_answers(model, [p["question"] for p in probe], template_name, system=system,
+        answers = generate_answers(model, [it["question"] for it in items], template_name, system=system,
                                    max_new_tokens=max_new_tokens)
-        rows += [{"model": name, "lang": p["lang"], "question": p["question"], "answer": a, "correct": _judge_probe(p, a)}
-                 for p, a in zip(probe, answers)]
-    return pd.DataFrame(rows)
+        yield from ((name, it, answer) for it, answer in zip(items, answers))
 
 
 def plot_comparison(probe_scores, heldout_scores, path: Path) -> Path:

@@ -314,3 +314,33 @@ def test_write_opencompass_config(tmp_path):
     assert kwargs["model_kwargs"] == "dict(trust_remote_code=True)" and kwargs["path"] == "/share/internlm2-chat-7b"
     with pytest.raises(ValueError, match="one config per dataset family"):
         evaluation.write_opencompass_config(model, tmp_path / "x.py", datasets=("ceval_gen", "ceval_ppl"))
+
+
+# --- comparing models and the report -------------------------------------------------------------
+
+def test_answers_scores_probe_and_report_round_trip(tiny_chat, tmp_path):
+    """Rows per (model, question) hold the model's own greedy answer; the report's JSON keeps the scores."""
+    from helpers import chat
+
+    items = [{"question": "你是谁？", "references": ["我是小智。"], "keywords": ["小智"]},
+             {"question": "Who are you?", "references": ["I am 小智."], "keywords": ["小智"]}]
+    compared = {"base": tiny_chat, "again": tiny_chat}
+    table = evaluation.answer_and_score(compared, items, "qwen_chat", max_new_tokens=8)
+    direct = chat.generate_answers(tiny_chat, [it["question"] for it in items], "qwen_chat", max_new_tokens=8)
+    assert list(table.model) == ["base", "base", "again", "again"] and list(table.answer) == direct * 2
+    scores = evaluation.mean_scores(table)
+    assert list(scores.index) == ["base", "again"] and scores.loc["base"].equals(scores.loc["again"])
+    probe = [{"lang": "en", "question": "Name a colour.", "expect": direct[0][:3] or "x"}]
+    probe_table = evaluation.answer_probe({"base": tiny_chat}, probe, "qwen_chat", max_new_tokens=8)
+    probe_scores = probe_table.groupby("model")["correct"].mean()
+    four = {letter: -1.0 for letter in "ABCD"}
+    accuracy = evaluation.accuracy_table({"base": [{"subject": "s", "id": "1", "correct": True, "logprobs": four},
+                                                   {"subject": "s", "id": "2", "correct": False, "logprobs": four}]})
+    chart = evaluation.plot_comparison(probe_scores, scores["contains"], tmp_path / "evaluation.png")
+    summary = evaluation.write_report(tmp_path, scores, accuracy, probe_scores, {"heldout": table}, chart, "test set")
+    saved = json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))
+    assert saved["heldout"] == summary["heldout"] and saved["benchmark"]["overall"]["base"] == 0.5
+    assert len(saved["details"]["heldout"]) == 4 and chart.stat().st_size > 10_000
+    assert "| again |" in (tmp_path / "evaluation.md").read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="empty"):
+        evaluation.answer_and_score(compared, [], "qwen_chat")
