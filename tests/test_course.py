@@ -27,14 +27,15 @@ def test_notebooks_in_learner_order():
 
 @pytest.mark.slow
 def test_cpu_profile_end_to_end(tmp_path):
-    """SmolLM2 from the embedded package: trained identity appears, general knowledge survives."""
-    report = course.run_course("cpu", str(tmp_path / "ws"), {"max_iters": 40})
+    """SmolLM2 from the embedded package, the course exactly as `make course` runs it: trained identity appears,
+    general knowledge survives. (With max_iters=40 the mixed model lost 4 of 22 probe answers, past 07's margin.)"""
+    report = course.run_course("cpu", str(tmp_path / "ws"))
     reports = tmp_path / "ws" / "reports"
     assert sorted(p.name for p in (reports / "executed").iterdir()) == [p.name for p in course.notebook_paths()]
     for executed in sorted((reports / "executed").iterdir()):
         assert stray_outputs(json.loads(executed.read_text(encoding="utf-8"))) == [], executed.name
     training = json.loads((reports / "training_summary.json").read_text())
-    assert training["iterations"] == 40 and training["final_loss"] < 0.5 * training["first_loss"]
+    assert training["iterations"] == 60 and training["final_loss"] < 0.5 * training["first_loss"]
     rows = json.loads((reports / "comparison.json").read_text(encoding="utf-8"))
     trained = rows[0]
     assert "小智" in trained["after"] and "小智" not in trained["before"]
