@@ -442,9 +442,6 @@ def _each_answer(models: dict, items: list[dict], template_name: str, system: st
 
 def plot_comparison(probe_scores, heldout_scores, path: Path) -> Path:
     """Two bar charts side by side: general-probe accuracy and the held-out score, one bar per model (07_evaluate)."""
-    import matplotlib
-
-    matplotlib.use("Agg") if not _in_notebook() else None
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
@@ -457,14 +454,7 @@ def plot_comparison(probe_scores, heldout_scores, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _in_notebook() -> bool:
-    import sys
-
-    return "ipykernel" in sys.modules
+    return path  # the figure stays open, so Jupyter shows it below the cell
 
 
 def write_report(reports_dir: Path, heldout_scores, accuracy, probe_scores, details: dict, chart: Path | None,
