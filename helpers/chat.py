@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import cli
 from .models import check_model_dir
@@ -39,13 +40,19 @@ def load_chat_model(path: Path, adapter: Path | None = None, trust_remote_code: 
     return ChatModel(model.to(device).eval(), tokenizer, path)
 
 
-def build_prompt(template_name: str, question: str, system: str = "") -> str:
-    """The exact text xtuner trains on for one user turn, from ``PROMPT_TEMPLATE`` (00_environment_and_base_model)."""
+def build_prompt(template_name: str, question: str, system: str = "",
+                 history: list[tuple[str, str]] = ()) -> str:
+    """The exact text xtuner trains on for a user turn after ``history`` (earlier question/answer pairs), from
+    ``PROMPT_TEMPLATE``: each earlier answer ends with SUFFIX and SEP, as xtuner's encoder joins turns
+    (00_environment_and_base_model)."""
     from xtuner.utils import PROMPT_TEMPLATE
 
     template = PROMPT_TEMPLATE[template_name]
     prompt = template.get("SYSTEM", "{system}").format(system=system) if system else ""
-    return prompt + template["INSTRUCTION"].format(input=question, round=1)
+    after = template.get("SUFFIX", "") + template.get("SEP", "")
+    for turn, (asked, answered) in enumerate(history, start=1):
+        prompt += template["INSTRUCTION"].format(input=asked, round=turn) + answered + after
+    return prompt + template["INSTRUCTION"].format(input=question, round=len(history) + 1)
 
 
 def _stop_words(template_name: str) -> list[str]:
@@ -71,6 +78,40 @@ def generate_answers(chat: ChatModel, questions: list[str], template_name: str, 
         for row in out[:, batch["input_ids"].shape[1]:]:
             answers.append(_cut_at_stop(tok.decode(row, skip_special_tokens=False), stops))
     return answers
+
+
+def stream_answer(chat: ChatModel, prompt: str, template_name: str, max_new_tokens: int = 64,
+                  temperature: float = 0.0) -> Iterator[str]:
+    """Yield the answer to ``prompt`` (a ``build_prompt`` text) piece by piece as the model writes it; greedy at
+    temperature 0; ends at the template's stop words, which are not yielded (used by web_demo)."""
+    from transformers import TextIteratorStreamer
+
+    tok = chat.tokenizer
+    stops = [s for s in _stop_words(template_name) + [tok.eos_token] if s]
+    batch = tok(prompt, return_tensors="pt", add_special_tokens=False).to(chat.model.device)
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=False)
+    sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
+    worker = threading.Thread(target=lambda: chat.model.generate(
+        **batch, max_new_tokens=max_new_tokens, streamer=streamer, pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id, stop_strings=stops, tokenizer=tok, **sampling))
+    worker.start()  # generate() runs without gradients by itself
+    text, sent = "", 0
+    for piece in streamer:
+        text += piece
+        cut = min([text.find(s) for s in stops if s in text], default=-1)
+        # hold back a tail that could still become a stop word
+        safe = cut if cut >= 0 else max(0, len(text) - max(map(len, stops)))
+        if safe > sent:
+            yield text[sent:safe]
+            sent = safe
+        if cut >= 0:
+            for _ in streamer:  # generation stops at the stop word too: read to its end so the thread ends
+                pass
+            break
+    else:
+        if len(text) > sent:
+            yield text[sent:]
+    worker.join()
 
 
 def _cut_at_stop(text: str, stops: list[str]) -> str:

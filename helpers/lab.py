@@ -42,10 +42,16 @@ def lab_command(ip: str, port: int, token: str, as_root: bool) -> list[str]:
     return command + (["--allow-root"] if as_root else [])
 
 
+def ssh_tunnel(port: int) -> str:
+    """The SSH port-forwarding command a learner runs on their own computer to reach ``port`` on the platform
+    machine (used by serving)."""
+    return f"ssh -CNg -L {port}:127.0.0.1:{port} root@<SSH 地址> -p <SSH 端口>"
+
+
 def access_hints(ip: str, port: int, token: str) -> list[str]:
     """What the learner does to open the page, for this platform (printed before JupyterLab starts)."""
     url = f"http://127.0.0.1:{port}/lab?token={token}"
-    tunnel = f"ssh -CNg -L {port}:127.0.0.1:{port} root@<SSH 地址> -p <SSH 端口>"
+    tunnel = ssh_tunnel(port)
     hints = {
         "internstudio": [f"InternStudio: 在你自己电脑的终端运行（地址和端口见开发机的“SSH 连接”）：{tunnel}",
                          f"然后在自己电脑的浏览器打开 {url}"],

@@ -1,4 +1,5 @@
-"""Notebook 04 in JupyterLab in a real browser (headless Chromium), as a learner sees it, on the tiny profile."""
+"""Notebook 04 in JupyterLab and notebook 08's web demo in a real browser (headless Chromium), as a learner sees
+them, on the tiny profile."""
 
 import json
 import os
@@ -13,12 +14,10 @@ from pathlib import Path
 import pytest
 from notebook_outputs import stray_outputs
 
-from helpers import course
+from helpers import chat, course, serving
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (scripts/install_browser.sh); Playwright downloads nothing
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM, CHROMIUM_ARGS = serving.CHROMIUM, serving.CHROMIUM_ARGS  # Debian's chromium; Playwright downloads nothing
 # JupyterLab settings for the test: every cell stays in the page, no news or update checks (the network is closed).
 LAB_SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
                 "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
@@ -165,6 +164,23 @@ def test_notebook_04_in_jupyterlab(lab, tmp_path):
     saved = json.loads((lab["root"] / "04_train.ipynb").read_text(encoding="utf-8"))
     assert any(c.get("outputs") for c in saved["cells"]), "the executed notebook was not saved"
     assert stray_outputs(saved) == []
+
+
+def test_web_demo_in_a_browser(tiny_model, tmp_path):
+    """Type a question into the streamlit page; the reply shown is the model's greedy answer; a screenshot shows both."""
+    require_browser()
+    question = "你是谁？"
+    expected = chat.generate_answers(chat.load_chat_model(tiny_model), [question], "qwen_chat", max_new_tokens=32)[0]
+    demo = serving.start_web_demo(tiny_model, "qwen_chat", max_new_tokens=32, log_dir=tmp_path)
+    try:
+        reply = serving.ask_in_browser(demo, question, tmp_path / "web_demo.png")
+    finally:
+        demo.stop()
+        print("screenshot in", tmp_path)
+    assert reply == expected and reply
+    png = (tmp_path / "web_demo.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    assert demo.process.poll() is not None
 
 
 def test_without_a_browser_the_test_skips_but_fails_under_ci(monkeypatch, tmp_path):

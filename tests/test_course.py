@@ -22,7 +22,7 @@ def test_parse_set_reads_json_values():
 
 def test_notebooks_in_learner_order():
     names = [p.name[:2] for p in course.notebook_paths()]
-    assert names == sorted(names) and names[0] == "00" and names[-1] == "07"
+    assert names == sorted(names) and names[0] == "00" and names[-1] == "08"
 
 
 @pytest.mark.slow
@@ -51,6 +51,13 @@ def test_cpu_profile_end_to_end(tmp_path):
     assert probe["base"] >= 0.6 and probe["tuned"] >= probe["base"] - 0.15 and probe["no_mix"] < probe["tuned"] - 0.2
     assert evaluation["benchmark"]["overall"]["questions"] == 30 and {"base", "tuned"} <= set(evaluation["benchmark"]["overall"])
     assert "## Evaluation (notebook 07)" in text and (reports / "evaluation.png").is_file()
+    # 08: the f16 GGUF answers as transformers does; quantised files are smaller and faster; the report shows them
+    gguf = {row["format"]: row for row in json.loads((reports / "gguf_table.json").read_text(encoding="utf-8"))}
+    assert list(gguf) == ["transformers fp32", "GGUF f16", "GGUF q8_0", "GGUF q4_0"]
+    assert int(gguf["GGUF f16"]["same_answers"].split("/")[0]) >= 4
+    assert gguf["GGUF q4_0"]["size_mb"] < gguf["GGUF q8_0"]["size_mb"] < gguf["GGUF f16"]["size_mb"]
+    assert gguf["GGUF q4_0"]["tokens_per_s"] > gguf["transformers fp32"]["tokens_per_s"]
+    assert "## Serving (notebook 08)" in text
 
 
 def test_report_links_the_evaluation_with_one_row_per_model(tmp_path):
@@ -68,3 +75,16 @@ def test_report_links_the_evaluation_with_one_row_per_model(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith(("| base", "| tuned", "| no_mix"))]
     assert rows == ["| base | 0.0 | 0.0 | 0.1 | 0.3 | 0.9 |", "| tuned | 0.25 | 1.0 | 0.8 | 0.35 | 0.85 |",
                     "| no_mix | 0.5 | 1.0 | 0.9 |  | 0.2 |"]
+
+
+def test_report_shows_the_gguf_table_and_the_screenshot(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    rows = [{"format": "transformers fp32", "size_mb": 280.4, "load_s": 0.7, "tokens_per_s": 12.2, "same_answers": "5/5"},
+            {"format": "GGUF q4_0", "size_mb": 87.5, "load_s": 0.2, "tokens_per_s": 65.0, "same_answers": "0/5"}]
+    (reports / "gguf_table.json").write_text(json.dumps(rows), encoding="utf-8")
+    text = course.render_report(tmp_path, "cpu", [])
+    assert "## Serving (notebook 08)" in text and "| GGUF q4_0 | 87.5 | 0.2 | 65.0 | 0/5 |" in text
+    assert "web_demo.png" not in text
+    (reports / "web_demo.png").write_bytes(b"png")
+    assert "![web demo](web_demo.png)" in course.render_report(tmp_path, "cpu", [])

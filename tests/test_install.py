@@ -47,10 +47,49 @@ def test_missing_torchvision_is_installed_without_deps_so_torch_stays(tmp_path):
 
 def test_bitsandbytes_step_only_when_it_differs_from_xtuners_pin(tmp_path, monkeypatch):
     monkeypatch.setattr(install, "installed_version", lambda name: None)  # a new environment
+    monkeypatch.setenv(install.WHEELHOUSE_VAR, str(tmp_path / "house"))  # with an empty wheelhouse
     old = dict(install.pip_steps(plan_for(torch="2.1.2", torchvision="0.16.2"), tmp_path / "c"))
     new = dict(install.pip_steps(plan_for(torch="2.4.1", torchvision="0.19.1"), tmp_path / "c"))
     assert "bitsandbytes" not in old and new["bitsandbytes"][-1] == "bitsandbytes==0.48.2"
-    assert list(new) == ["xtuner", "bitsandbytes", "embedded model", "course tools"]
+    assert list(new) == ["xtuner", "bitsandbytes", "embedded model", "llama.cpp source",
+                         "llama.cpp wheel (portable build, about 8 minutes on 2 cores)", "llama.cpp", "course tools"]
+    assert all(cmd[cmd.index("-c") + 1] == str(tmp_path / "c") for cmd in new.values())
+
+
+def test_llama_cpp_is_built_portably_once_per_wheelhouse(tmp_path, monkeypatch):
+    monkeypatch.setattr(install, "installed_version", lambda name: None)
+    house, pip = tmp_path / "house", [sys.executable, "-m", "pip", "install", "-c", "c.txt"]
+    steps = dict(install.llama_cpp_steps(pip, house))
+    build = steps["llama.cpp wheel (portable build, about 8 minutes on 2 cores)"]
+    assert "--config-settings=cmake.args=-DGGML_NATIVE=OFF" in build and build[build.index("-w") + 1] == str(house)
+    assert steps["llama.cpp"][-3:] == ["--find-links", str(house), f"llama-cpp-python[server]=={install.LLAMA_CPP}"]
+    house.mkdir()
+    (house / f"llama_cpp_python-{install.LLAMA_CPP}.tar.gz").write_bytes(b"")
+    (house / f"llama_cpp_python-{install.LLAMA_CPP}-py3-none-linux_x86_64.whl").write_bytes(b"")
+    assert [name for name, _ in install.llama_cpp_steps(pip, house)] == ["llama.cpp"]  # an instructor's wheelhouse
+    monkeypatch.setattr(install, "installed_version", lambda name: install.LLAMA_CPP)
+    monkeypatch.setattr(install.sys, "prefix", str(tmp_path / "env"))
+    (tmp_path / "env" / install.CONVERTER_DIR).mkdir(parents=True)
+    assert install.llama_cpp_steps(pip, house) == []  # installed, converter in place: nothing to do
+
+
+def test_the_converter_is_copied_from_the_source_release(tmp_path):
+    import io
+    import tarfile
+
+    house, root = tmp_path / "house", f"llama_cpp_python-{install.LLAMA_CPP}/vendor/llama.cpp/"
+    house.mkdir()
+    with tarfile.open(house / f"llama_cpp_python-{install.LLAMA_CPP}.tar.gz", "w:gz") as tar:
+        for name in ["convert_hf_to_gguf.py", "conversion/base.py", "gguf-py/gguf/__init__.py", "LICENSE",
+                     "src/llama.cpp", "convert_lora_to_gguf.py"]:
+            data = f"# {name}\n".encode()
+            info = tarfile.TarInfo(root + name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    target = install.copy_converter(house, tmp_path / "env")
+    found = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert found == ["LICENSE", "conversion/base.py", "convert_hf_to_gguf.py", "gguf-py/gguf/__init__.py"]
+    assert install.copy_converter(house, tmp_path / "env") == target  # already there: kept
 
 
 def test_reinstall_over_the_stack_skips_the_xtuner_step_that_would_undo_bitsandbytes(tmp_path):

@@ -31,7 +31,7 @@ def test_numbering_is_two_digits_unique_and_ordered():
     numbers = [p.name[:2] for p in NOTEBOOKS]
     assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", p.name) for p in NOTEBOOKS), IDS
     assert numbers == sorted(set(numbers)) and numbers[0] == "00"
-    assert {"00", "01", "03", "04", "05", "06", "07"} <= set(numbers)
+    assert {"00", "01", "03", "04", "05", "06", "07", "08"} <= set(numbers)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -134,7 +134,7 @@ def test_code_is_valid_and_uses_helpers_qualified(path):
         text = source(cell)
         ast.parse(text)
         assert "!pip" not in text and "sys.path" not in text
-        for module, name in re.findall(r"\b(workspace|profiles|models|data|xconfig|training|convert|chat|cli|env|files|estimate|preflight|monitor|formats|validation|evaluation)\.([a-z_]\w*)\(", text):
+        for module, name in re.findall(r"\b(workspace|profiles|models|data|xconfig|training|convert|chat|cli|env|files|estimate|preflight|monitor|formats|validation|evaluation|serving|llamacpp|deploy|course)\.([a-z_]\w*)\(", text):
             mod = importlib.import_module(f"helpers.{module}")
             assert hasattr(mod, name), f"{path.name}: helpers.{module}.{name} does not exist"
     assert helpers is not None
