@@ -23,6 +23,7 @@ LAYOUT = {
     "hf_adapter": "the LoRA adapter converted by xtuner convert pth_to_hf",
     "merged": "base model + adapter merged by xtuner convert merge",
     "reports": "answers, comparisons, plots, executed notebooks",
+    "gguf": "GGUF files for llama.cpp and Ollama, written by notebook 08",
 }
 
 
@@ -67,6 +68,11 @@ class Workspace:
     def reports(self) -> Path:
         """``reports/``: answers, comparisons, plots, executed notebooks (00_environment_and_base_model)."""
         return self.root / "reports"
+
+    @property
+    def gguf(self) -> Path:
+        """``gguf/``: GGUF files for llama.cpp and Ollama, the Modelfile, the chat template (08_serve)."""
+        return self.root / "gguf"
 
     def ensure(self) -> "Workspace":
         """Create the root and every sub-folder of the layout."""
