@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import ctypes
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -99,7 +101,7 @@ def _start(name: str, command: list[str], host: str, port: int, ready_path: str,
     print(shown, flush=True)
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env=dict(os.environ, **(env or {})))
+                                   env=dict(os.environ, **(env or {})), preexec_fn=_die_with_parent)
     server = Server(name, process, f"http://{LOOPBACK if host == '0.0.0.0' else host}:{port}", log_path, shown)
     _RUNNING.append(server)
     try:
@@ -108,6 +110,14 @@ def _start(name: str, command: list[str], host: str, port: int, ready_path: str,
         server.stop()
         raise
     return server
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to send SIGTERM when the kernel that started it dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop_all and the exit handler still stop it
 
 
 def _wait_ready(server: Server, path: str, timeout: float) -> None:

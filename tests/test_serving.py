@@ -2,10 +2,12 @@
 the multi-turn prompt and the streamed answer the demo shows."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -112,3 +114,24 @@ def test_access_hints_name_the_tunnel_on_the_platforms(monkeypatch, tmp_path):
     assert "ssh -CNg -L 8501:127.0.0.1:8501" in serving.access_hints(server)[0]
     monkeypatch.setattr(serving.platforms, "detect_platform", lambda: "autodl")
     assert "6006" in serving.access_hints(server)[-1]
+
+
+def test_a_server_dies_with_the_process_that_started_it(tmp_path):
+    """A kernel killed outright (SIGKILL, no exit handlers) leaves no server behind."""
+    script = ("import subprocess, sys, time; from helpers import serving\n"
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True,"
+              " preexec_fn=serving._die_with_parent)\n"
+              "print(p.pid, flush=True); time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        pytest.fail("the child outlived its parent")
