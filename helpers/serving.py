@@ -183,7 +183,10 @@ def ask_web_demo(model_dir: Path, template: str, question: str, system: str = ""
     answer shown on the page (08_serve)."""
     import logging
 
+    backend = os.environ.get("MPLBACKEND")
     from streamlit.testing.v1 import AppTest
+
+    _restore_env("MPLBACKEND", backend)  # importing streamlit sets MPLBACKEND=Agg for the whole kernel
 
     # AppTest runs the script without a browser session; streamlit warns about that once per run
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
@@ -243,6 +246,13 @@ def _browser_chat(sync_playwright, url: str, question: str, screenshot: Path, ti
         finally:
             browser.close()
     return reply.strip()
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def access_hints(server: Server) -> list[str]:

@@ -14,6 +14,20 @@ def pytest_configure(config):
     # nbmake's kernels inherit this environment: the tiny profile, and never the learner's ./workspace.
     os.environ["COURSE_PROFILE"] = "tiny"
     os.environ["COURSE_WORKDIR"] = tempfile.mkdtemp(prefix="course-nbmake-")
+    config.stash[_MPLBACKEND] = os.environ.get("MPLBACKEND")
+
+
+_MPLBACKEND = pytest.StashKey()
+
+
+def pytest_collection_finish(session):
+    # Importing streamlit (helpers/web_demo.py, during collection) sets MPLBACKEND=Agg for this process; the kernels
+    # that nbmake and JupyterLab start inherit it and would show "<Figure ...>" instead of plots.
+    before = session.config.stash[_MPLBACKEND]
+    if before is None:
+        os.environ.pop("MPLBACKEND", None)
+    else:
+        os.environ["MPLBACKEND"] = before
 
 
 @pytest.fixture(scope="session")

@@ -47,9 +47,12 @@ def test_streamed_answer_equals_the_greedy_answer(tiny_model):
         assert not any("<|im_end|>" in p for p in pieces)
 
 
-def test_web_demo_answers_through_its_own_code(tiny_model):
-    """AppTest runs helpers/web_demo.py: the reply on the page is the greedy answer, and the turn is in the history."""
+def test_web_demo_answers_through_its_own_code(tiny_model, monkeypatch):
+    """AppTest runs helpers/web_demo.py: the reply on the page is the greedy answer, and the turn is in the history;
+    the kernel's matplotlib backend is left as it was (importing streamlit sets MPLBACKEND=Agg)."""
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     answer = serving.ask_web_demo(tiny_model, TEMPLATE, "你是谁？", max_new_tokens=24)
+    assert os.environ["MPLBACKEND"] == "module://matplotlib_inline.backend_inline"
     expected = chat.generate_answers(chat.load_chat_model(tiny_model), ["你是谁？"], TEMPLATE, max_new_tokens=24)[0]
     assert answer == expected and answer
 
