@@ -20,7 +20,7 @@ from . import chat, cli, deploy, files
 from .serving import check_merged_dir
 
 CONVERTER_DIR = Path(sys.prefix) / "share" / "llama.cpp-convert"  # written by helpers/install.py
-QUANT_TYPES = ("f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")  # f16 = the converter's
+QUANT_TYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")  # f16 comes from the converter
 
 
 class GGUFError(RuntimeError):
@@ -84,8 +84,8 @@ def quantize(gguf_file: Path, qtype: str, out_file: Path | None = None, overwrit
     process (its per-tensor log stays out of the notebook; the summary is printed); the output defaults to the same
     name with the type in place of ``f16`` (08_serve)."""
     gguf_file = Path(gguf_file)
-    if qtype not in QUANT_TYPES[1:]:
-        raise ValueError(f"unknown quantisation type {qtype!r}; choose one of {', '.join(QUANT_TYPES[1:])}.")
+    if qtype not in QUANT_TYPES:
+        raise ValueError(f"unknown quantisation type {qtype!r}; choose one of {', '.join(QUANT_TYPES)}.")
     if not gguf_file.is_file():
         raise FileNotFoundError(f"{gguf_file} does not exist: convert the model first (convert_to_gguf).")
     out_file = Path(out_file or gguf_file.with_name(gguf_file.name.replace("f16", qtype)))

@@ -56,12 +56,6 @@ class Server:
         """The last ``lines`` lines of the server's log (08_serve)."""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def __enter__(self) -> "Server":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
 
 def stop_all() -> list[str]:
     """Stop every server this kernel started; returns their names (08_serve)."""
