@@ -12,7 +12,7 @@ import socket
 import sys
 
 from . import platforms
-from .workspace import NOTEBOOKS_DIR
+from .workspace import REPO_ROOT
 
 AUTODL_SERVICE_PORT = 6006  # the port AutoDL's "custom service" (自定义服务) publishes
 DEFAULTS = {"autodl": ("0.0.0.0", AUTODL_SERVICE_PORT)}
@@ -35,9 +35,11 @@ def port_free(ip: str, port: int) -> bool:
 
 
 def lab_command(ip: str, port: int, token: str, as_root: bool) -> list[str]:
-    """The ``jupyter lab`` command line: no browser, a fixed port (no silent retry), ``--allow-root`` for root."""
+    """The ``jupyter lab`` command line: no browser, a fixed port (no silent retry), ``--allow-root`` for root; it
+    serves the repository (the notebooks link ../images and ../docs) and opens on notebooks/."""
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.ip={ip}", f"--ServerApp.port={port}",
-               "--ServerApp.port_retries=0", f"--ServerApp.root_dir={NOTEBOOKS_DIR}",
+               "--ServerApp.port_retries=0", f"--ServerApp.root_dir={REPO_ROOT}",
+               "--ServerApp.default_url=/lab/tree/notebooks",
                f"--IdentityProvider.token={token}"]
     return command + (["--allow-root"] if as_root else [])
 
@@ -50,7 +52,7 @@ def ssh_tunnel(port: int) -> str:
 
 def access_hints(ip: str, port: int, token: str) -> list[str]:
     """What the learner does to open the page, for this platform (printed before JupyterLab starts)."""
-    url = f"http://127.0.0.1:{port}/lab?token={token}"
+    url = f"http://127.0.0.1:{port}/lab/tree/notebooks?token={token}"
     tunnel = ssh_tunnel(port)
     hints = {
         "internstudio": [f"InternStudio: 在你自己电脑的终端运行（地址和端口见开发机的“SSH 连接”）：{tunnel}",

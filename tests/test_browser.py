@@ -60,10 +60,12 @@ def free_port() -> int:
 
 @pytest.fixture
 def lab(tmp_path):
-    """JupyterLab on 127.0.0.1 serving copies of the notebooks; its kernels use the tiny profile and a fresh folder."""
+    """JupyterLab on 127.0.0.1 serving a copy of the course folders, as `make lab` serves the repository (the
+    notebooks' pictures are in ../images); its kernels use the tiny profile and a fresh folder."""
     require_browser()
-    root, workdir, config = tmp_path / "notebooks", tmp_path / "workspace", tmp_path / "jupyter"
-    shutil.copytree(REPO / "notebooks", root)
+    root, workdir, config = tmp_path / "course", tmp_path / "workspace", tmp_path / "jupyter"
+    for folder in ["notebooks", "learner", "images", "docs"]:
+        shutil.copytree(REPO / folder, root / folder)
     for name, settings in LAB_SETTINGS.items():
         (config / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
         (config / "settings" / name).write_text(json.dumps(settings))
@@ -92,22 +94,34 @@ def lab(tmp_path):
 
 
 def open_notebook(page, url: str, name: str) -> None:
-    """Open a notebook in a fresh JupyterLab workspace and wait until its kernel is idle."""
-    page.goto(f"{url}/lab/workspaces/{name[:2]}/tree/{name}?reset")
+    """Open a notebook (``notebooks/NN_...`` or ``learner/NN_...``) in a fresh JupyterLab workspace and wait until its
+    kernel is idle."""
+    page.goto(f"{url}/lab/workspaces/{name.replace('/', '-')}/tree/{name}?reset")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
 
 
 def check_notebooks_open_unmodified(page, lab) -> None:
     """Open every notebook (and a control that JupyterLab must modify): no unsaved-changes mark on the course's."""
-    control = json.loads((lab["root"] / "00_environment_and_base_model.ipynb").read_text(encoding="utf-8"))
+    control = json.loads((lab["root"] / "notebooks" / "00_environment_and_base_model.ipynb").read_text(encoding="utf-8"))
     control["metadata"]["language_info"] = {"name": "python"}  # differs from what the kernel reports: JupyterLab edits it
-    (lab["root"] / "control.ipynb").write_text(json.dumps(control), encoding="utf-8")
-    for path in sorted(lab["root"].glob("*.ipynb")):
-        open_notebook(page, lab["url"], path.name)
+    (lab["root"] / "notebooks" / "control.ipynb").write_text(json.dumps(control), encoding="utf-8")
+    for path in sorted([*lab["root"].glob("notebooks/*.ipynb"), *lab["root"].glob("learner/*.ipynb")]):
+        open_notebook(page, lab["url"], str(path.relative_to(lab["root"])))
         page.wait_for_timeout(3000)  # long enough for JupyterLab to write the kernel's language_info (the control)
         dirty = page.evaluate(PAGE_STATE)["dirty"]
         assert dirty if path.name == "control.ipynb" else not dirty, f"{path.name}: unsaved-changes mark {dirty}"
+
+
+def check_pictures_show(page) -> None:
+    """Every picture in the open notebook's text (../images/*.png) loaded: JupyterLab serves the folder above."""
+    pictures = "[...document.querySelectorAll('.jp-RenderedMarkdown img')]"
+    try:
+        page.wait_for_function(f"() => {pictures}.length >= 3 && {pictures}.every(i => i.complete && i.naturalWidth > 0)",
+                               timeout=30_000)
+    except Exception:
+        shown = page.evaluate(f"() => {pictures}.map(i => [i.getAttribute('src'), i.naturalWidth])")
+        pytest.fail(f"pictures that did not load (src, width): {shown}")
 
 
 def run_all_and_watch(page, url: str, name: str, limit_s: float = 600) -> list[dict]:
@@ -138,7 +152,8 @@ def test_notebook_04_in_jupyterlab(lab, tmp_path):
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         try:
             check_notebooks_open_unmodified(page, lab)
-            samples = run_all_and_watch(page, lab["url"], "04_train.ipynb")
+            samples = run_all_and_watch(page, lab["url"], "notebooks/04_train.ipynb")
+            check_pictures_show(page)
             for which, shot in [("first", "04_train_bar.png"), ("last", "04_train_resumed.png")]:
                 getattr(page.locator(".widget-hprogress"), which).scroll_into_view_if_needed()
                 page.screenshot(path=str(tmp_path / shot))
@@ -161,7 +176,7 @@ def test_notebook_04_in_jupyterlab(lab, tmp_path):
     assert planned["style"] == "progress-bar-info" and "planned stop" in planned["text"], planned
     assert resumed["style"] == "progress-bar-success" and resumed["width"] == 100, resumed
     assert all(s["danger"] == 0 for s in samples), "an error-styled widget on a successful run"
-    saved = json.loads((lab["root"] / "04_train.ipynb").read_text(encoding="utf-8"))
+    saved = json.loads((lab["root"] / "notebooks" / "04_train.ipynb").read_text(encoding="utf-8"))
     assert any(c.get("outputs") for c in saved["cells"]), "the executed notebook was not saved"
     assert stray_outputs(saved) == []
 

@@ -28,7 +28,7 @@ def test_command_as_root_allows_root_on_a_fixed_port():
 
 def test_defaults_and_hints_per_platform(fake_root):
     assert lab.default_address() == ("127.0.0.1", 8888)
-    assert any("127.0.0.1:8888/lab?token=t" in line for line in lab.access_hints("127.0.0.1", 8888, "t"))
+    assert any("127.0.0.1:8888/lab/tree/notebooks?token=t" in line for line in lab.access_hints("127.0.0.1", 8888, "t"))
     (fake_root / "root/share/new_models").mkdir(parents=True)
     hints = "\n".join(lab.access_hints("127.0.0.1", 8888, "t"))
     assert "ssh -CNg -L 8888:127.0.0.1:8888" in hints and "InternStudio" in hints
@@ -71,5 +71,5 @@ def test_lab_really_starts_here_and_offers_the_course_kernel(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out = proc.communicate(timeout=30)[0]
-    assert f"http://127.0.0.1:{port}/lab?token={token}" in out  # printed before the server starts
+    assert f"http://127.0.0.1:{port}/lab/tree/notebooks?token={token}" in out  # printed before the server starts
     assert "Running as root is not recommended" not in out  # as root, jupyter stops with this unless --allow-root
