@@ -191,9 +191,13 @@ def plot_loss(scalars: list[dict], out_png: Path | None, title: str = "xtuner tr
 
 
 def eval_outputs(work_dir: Path) -> dict[int, str]:
-    """What ``EvaluateChatHook`` generated, by iteration, from the newest run (04_train)."""
-    runs = run_dirs(work_dir)
-    if not runs:
-        return {}
-    found = runs[-1].glob("vis_data/eval_outputs_iter_*.txt")
-    return {int(re.search(r"iter_(\d+)", p.name).group(1)): p.read_text(encoding="utf-8") for p in found}
+    """What ``EvaluateChatHook`` saved in every run of ``work_dir`` (its answers at each checkpoint), by the number of
+    steps trained when it answered (04_train).
+
+    The hook names its file after mmengine's 0-based ``runner.iter``: ``iter_{N-1}`` holds the answers after step N.
+    It saves nothing before training (those answers are only in the log)."""
+    found = {}
+    for run in run_dirs(work_dir):
+        for path in run.glob("vis_data/eval_outputs_iter_*.txt"):
+            found[int(re.search(r"iter_(\d+)", path.name).group(1)) + 1] = path.read_text(encoding="utf-8")
+    return dict(sorted(found.items()))

@@ -110,9 +110,9 @@ def test_course_hook_answers_once_per_checkpoint_and_not_again_on_resume(tmp_pat
     assert "skipped (resumed at iteration 2" in resumed.run.output
     assert "after_train in EvaluateChatHook: skipped" in resumed.run.output
     saved = monitor.eval_outputs(work)
-    assert sorted(saved) == [3]  # the newest run saved its answers with its checkpoint
+    assert list(saved) == [2, 4]  # at each checkpoint, by steps trained: step 2 (first run), step 4 (resumed run)
     # the batch keeps each question with its own answer, padding stripped, in the order of evaluation_inputs
-    assert saved[3].index(questions[0]) < saved[3].index(questions[1]) and "<|endoftext|><|endoftext|>" not in saved[3]
+    assert saved[4].index(questions[0]) < saved[4].index(questions[1]) and "<|endoftext|><|endoftext|>" not in saved[4]
 
 
 def _log_iteration(work, it, total):
