@@ -4,8 +4,10 @@ PY := $(VENV)/bin/python
 PROFILE ?= cpu
 LAB_IP ?=
 LAB_PORT ?=
+FORCE ?=
+PATHS ?=
 
-.PHONY: install course test preflight lab clean
+.PHONY: install course test preflight lab clean learner reset
 
 install:  ## make .venv on the active Python (keeping its torch), install the stack, register the Jupyter kernel
 	bash scripts/install.sh $(VENV)
@@ -25,3 +27,9 @@ lab: install  ## JupyterLab on notebooks/ (as root too); LAB_IP / LAB_PORT choos
 
 clean:  ## delete the working folder in use ($$COURSE_WORKDIR, ./workspace, or AutoDL's data disk) and say which
 	$(if $(wildcard $(PY)),$(PY),python3) -m helpers.workspace clean
+
+learner: install  ## instructors: regenerate learner/ from notebooks/ (FORCE=1 replaces copies with uncommitted edits, backed up first)
+	$(PY) scripts/exercises.py learner $(if $(FORCE),--force)
+
+reset: install  ## restore notebooks/, learner/ and datasets/ (or PATHS) to the shipped version; your edits go to backups/ first
+	$(PY) scripts/exercises.py reset $(PATHS)

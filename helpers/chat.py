@@ -83,7 +83,7 @@ def generate_answers(chat: ChatModel, questions: list[str], template_name: str, 
 def stream_answer(chat: ChatModel, prompt: str, template_name: str, max_new_tokens: int = 64,
                   temperature: float = 0.0) -> Iterator[str]:
     """Yield the answer to ``prompt`` (a ``build_prompt`` text) piece by piece as the model writes it; greedy at
-    temperature 0; ends at the template's stop words, which are not yielded (used by web_demo)."""
+    temperature 0; ends at the template's stop words, which are not yielded; the web demo uses it (08_serve)."""
     from transformers import TextIteratorStreamer
 
     tok = chat.tokenizer

@@ -72,8 +72,8 @@ def show(command: list[str], env: dict | None = None, input_text: str | None = N
 def run_xtuner(*args: str, log_path: Path | None = None, on_line: Callable[[str], None] | None = None,
                input_text: str | None = None, env: dict | None = None, cwd: Path | None = None,
                show_command: bool = True) -> XtunerRun:
-    """Print ``$ xtuner ARGS`` exactly as run, then run it, streaming each output line to ``on_line`` and ``log_path``
-    (used by every helper that runs xtuner).
+    """Print ``$ xtuner ARGS`` exactly as run, then run it, streaming each output line to ``on_line`` and ``log_path``;
+    every helper that runs xtuner uses it (02_your_own_data).
 
     The printed line carries ``env`` (the variables this command sets) and the piped ``input_text``; the defaults of
     ``xtuner_env`` for every command (PATH, MKL, unbuffered output) are left out.

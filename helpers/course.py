@@ -1,6 +1,9 @@
 """Run the whole course: every notebook in order with papermill, executed copies and a report in the working folder.
 
-Usage: python -m helpers.course [--profile cpu] [--workdir DIR] [--set max_iters=20] [--only 00,01]
+The learner copies (learner/: the lessons, with the exercises left to do) run by default; ``--solutions`` runs the
+solution notebooks (notebooks/), whose reference solutions ``make test`` executes on the tiny profile.
+
+Usage: python -m helpers.course [--profile cpu] [--workdir DIR] [--set max_iters=20] [--only 00,01] [--solutions]
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import time
 from pathlib import Path
 
 from . import files, install
-from .workspace import NOTEBOOKS_DIR, get_workspace
+from .workspace import LEARNER_DIR, NOTEBOOKS_DIR, get_workspace
 
 
-def notebook_paths() -> list[Path]:
-    """The course notebooks in the order a learner runs them (``NN_slug.ipynb``)."""
-    return sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+def notebook_paths(solutions: bool = False) -> list[Path]:
+    """The course notebooks in the order a learner runs them (``NN_slug.ipynb``): the learner copies, or with
+    ``solutions`` the solution notebooks."""
+    return sorted((NOTEBOOKS_DIR if solutions else LEARNER_DIR).glob("[0-9][0-9]_*.ipynb"))
 
 
 def run_notebook(path: Path, out_dir: Path, parameters: dict) -> float:
@@ -32,14 +36,14 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict) -> float:
 
 
 def run_course(profile: str = "cpu", workdir: str | None = None, overrides: dict | None = None,
-               only: list[str] | None = None) -> Path:
+               only: list[str] | None = None, solutions: bool = False) -> Path:
     """Run the notebooks (all, or those whose number is in ``only``) and write ``reports/course_report.md``."""
     ws = get_workspace(workdir)
     out_dir = ws.reports / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
     parameters = {"profile_name": profile, "workdir": str(ws.root), **(overrides or {})}
     timings = []
-    for path in notebook_paths():
+    for path in notebook_paths(solutions):
         if only and path.name[:2] not in only:
             continue
         print(f"== {path.name} ...", flush=True)
@@ -117,8 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default=None, help="working folder (default: $COURSE_WORKDIR or ./workspace)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="notebook parameter")
     parser.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,01")
+    parser.add_argument("--solutions", action="store_true", help="run notebooks/ (with the reference solutions)")
     args = parser.parse_args(argv)
-    run_course(args.profile, args.workdir, _parse_set(args.set), args.only.split(",") if args.only else None)
+    run_course(args.profile, args.workdir, _parse_set(args.set), args.only.split(",") if args.only else None,
+               args.solutions)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,15 @@ def _lmdeploy_template(xtuner_template: str) -> str:
     return _LMDEPLOY[xtuner_template]
 
 
-def curl_command(url: str, question: str = "你是谁？", stream: bool = False, model: str | None = None) -> str:
-    """A bash line asking an OpenAI-compatible server at ``url`` one question, greedy; with ``stream`` the answer
-    arrives as ``data: {...}`` events, ending with ``data: [DONE]`` (08_serve)."""
+def curl_command(url: str, question: str = "你是谁？", stream: bool = False, model: str | None = None,
+                 max_tokens: int | None = None) -> str:
+    """A bash line asking an OpenAI-compatible server at ``url`` one question, greedy, at most ``max_tokens`` tokens
+    (None: the server's limit; llama-cpp-python's is the whole context); with ``stream`` the answer arrives as
+    ``data: {...}`` events, ending with ``data: [DONE]`` (08_serve)."""
     endpoint = url.rstrip("/")
     endpoint += "" if endpoint.endswith("/v1/chat/completions") else "/v1/chat/completions"
     body = {**({"model": model} if model else {}), "messages": [{"role": "user", "content": question}],
-            "temperature": 0, **({"stream": True} if stream else {})}
+            "temperature": 0, **({"max_tokens": max_tokens} if max_tokens else {}), **({"stream": True} if stream else {})}
     return (f"curl{' -N' if stream else ''} {shlex.quote(endpoint)} -H {shlex.quote('Content-Type: application/json')}"
             f" -d {shlex.quote(json.dumps(body, ensure_ascii=False))}")
 

@@ -93,6 +93,9 @@ def _start(name: str, command: list[str], host: str, port: int, ready_path: str,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     shown = "$ " + shlex.join(command)
     print(shown, flush=True)
+    # The fork for preexec_fn runs the tokenizers library's fork handler, which prints a parallelism warning into the
+    # notebook once the kernel has tokenised anything; the variable (read at the fork) turns both off.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                    env=dict(os.environ, **(env or {})), preexec_fn=_die_with_parent)

@@ -14,7 +14,8 @@ from . import files, platforms
 ENV_VAR = "COURSE_WORKDIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS_DIR = REPO_ROOT / "datasets"
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"  # the solution notebooks
+LEARNER_DIR = REPO_ROOT / "learner"  # the learner copies generated from them (scripts/exercises.py)
 LAYOUT = {
     "models": "base models prepared for the course (unpacked or built once, then reused)",
     "data": "training data written by notebook 01 (JSONL)",
@@ -24,6 +25,8 @@ LAYOUT = {
     "merged": "base model + adapter merged by xtuner convert merge",
     "reports": "answers, comparisons, plots, executed notebooks",
     "gguf": "GGUF files for llama.cpp and Ollama, written by notebook 08",
+    "exercises": "what the exercises' reference solutions write (never the files the lessons use)",
+    "backups": "copies of the notebooks and data files that `make reset` restored, by time",
 }
 
 
@@ -73,6 +76,16 @@ class Workspace:
     def gguf(self) -> Path:
         """``gguf/``: GGUF files for llama.cpp and Ollama, the Modelfile, the chat template (08_serve)."""
         return self.root / "gguf"
+
+    @property
+    def exercises(self) -> Path:
+        """``exercises/``: files written by the exercises' reference solutions (01_self_cognition_data)."""
+        return self.root / "exercises"
+
+    @property
+    def backups(self) -> Path:
+        """``backups/``: what ``make reset`` replaced, one folder per reset (used by scripts/exercises.py)."""
+        return self.root / "backups"
 
     def ensure(self) -> "Workspace":
         """Create the root and every sub-folder of the layout."""

@@ -71,7 +71,8 @@ INTERNLM2_5_7B = dict(num_hidden_layers=32, hidden_size=4096, intermediate_size=
 
 # ----------------------------------------------------------------------------------------------------- the data
 def pipeline_data() -> dict:
-    """The course's stages in order: notebook, stage, what runs, what it writes; 08 is still to come."""
+    """The course's stages in order: notebook, stage, what runs, what it writes (a stage whose ``runs`` is "coming" is
+    drawn dashed)."""
     stages = [("00", "environment\n+ base model", "answers before tuning", "models/"),
               ("01-02", "data", "build / clean / check", "data/*.jsonl"),
               ("03", "config", "xtuner copy-cfg", "configs/course_*.py"),
@@ -80,7 +81,7 @@ def pipeline_data() -> dict:
               ("05", "merge", "xtuner convert merge", "merged/"),
               ("06", "chat", "xtuner chat", "before / after answers"),
               ("07", "evaluate", "held-out / C-Eval", "reports/evaluation.md"),
-              ("08", "serve", "coming", "")]
+              ("08", "serve", "streamlit / llama.cpp", "gguf/*.gguf")]
     return {"stages": [dict(zip(("notebook", "stage", "runs", "writes"), s)) for s in stages]}
 
 

@@ -119,6 +119,8 @@ def test_curl_command_for_any_server_and_streaming():
     assert stream[:3] == ["curl", "-N", "http://127.0.0.1:8080/v1/chat/completions"]  # -N: print events as they come
     assert json.loads(option(stream, "-d")) == {
         "model": "m", "messages": [{"role": "user", "content": "你是谁？"}], "temperature": 0, "stream": True}
+    capped = shlex.split(deploy.curl_command("http://h:1", max_tokens=48))  # llama-cpp-python's default: the context
+    assert json.loads(option(capped, "-d"))["max_tokens"] == 48
 
 
 def test_modelscope_login_private_repo_and_upload(rows):

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_top_level_layout():
-    for name in ["notebooks", "helpers", "datasets", "images", "tests", "environment.yml", "README.md",
+    for name in ["notebooks", "learner", "helpers", "datasets", "images", "tests", "environment.yml", "README.md",
                  "pyproject.toml", "Makefile", ".ci/run"]:
         assert (REPO / name).exists(), name
 
@@ -52,7 +52,7 @@ def test_relative_links_and_images_resolve():
 
     docs = [REPO / "README.md", *(REPO / "docs").glob("*.md")]
     texts = [(p, p.read_text(encoding="utf-8")) for p in docs]
-    for nb in (REPO / "notebooks").glob("*.ipynb"):
+    for nb in [*(REPO / "notebooks").glob("*.ipynb"), *(REPO / "learner").glob("*.ipynb")]:
         cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
         texts.append((nb, "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")))
     for path, text in texts:
