@@ -96,7 +96,8 @@ def lab(tmp_path):
 def open_notebook(page, url: str, name: str) -> None:
     """Open a notebook (``notebooks/NN_...`` or ``learner/NN_...``) in a fresh JupyterLab workspace and wait until its
     kernel is idle."""
-    page.goto(f"{url}/lab/workspaces/{name.replace('/', '-')}/tree/{name}?reset")
+    folder, notebook = name.split("/")
+    page.goto(f"{url}/lab/workspaces/{folder[0]}{notebook[:2]}/tree/{name}?reset")  # e.g. workspace n04, l04
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
 
