@@ -23,7 +23,7 @@ def check_writable(path: Path, overwrite: bool) -> Path:
 
 
 def atomic_write_text(path: Path, text: str, overwrite: bool = False) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename (used by course, formats, workspace, xconfig)."""
+    """Write ``text`` to ``path`` through a temporary file and a rename (used by course, formats, workspace, xconfig and scripts/exercises.py)."""
     path = check_writable(Path(path), overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -33,10 +33,15 @@ def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def clean_text(path: Path) -> str:
-    """The committed text of a notebook file: what ``nbformat.write`` (JupyterLab's save) writes for its clean form."""
-    text = nbformat.writes(clean_notebook(nbformat.read(path, as_version=4)))
+def notebook_text(nb: nbformat.NotebookNode) -> str:
+    """What ``nbformat.write`` (JupyterLab's save) writes for ``nb``, ending in a newline."""
+    text = nbformat.writes(nb)
     return text if text.endswith("\n") else text + "\n"
+
+
+def clean_text(path: Path) -> str:
+    """The committed text of a notebook file: what JupyterLab's save writes for its clean form."""
+    return notebook_text(clean_notebook(nbformat.read(path, as_version=4)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,8 +25,9 @@ from pathlib import Path
 import nbformat
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-from clean_notebooks import clean_notebook  # noqa: E402  (the committed form, shared with the solution notebooks)
+sys.path[:0] = [str(REPO), str(REPO / "scripts")]
+from helpers import files, workspace  # noqa: E402
+from clean_notebooks import clean_notebook, notebook_text  # noqa: E402  (the committed form of the solution notebooks)
 
 SOLUTION, EXERCISE = "solution", "exercise"
 LEARNER_NOTE = ("\n\n> **学员版**：由 `notebooks/` 里的同名笔记本生成（`make learner`）。练习下面的 `# TODO` 单元格留给你写，"
@@ -58,8 +59,7 @@ def learner_text(solution_path: Path) -> str:
     first = next(c for c in nb.cells if c.cell_type == "markdown")
     first.source = first.source.rstrip() + LEARNER_NOTE
     nb.cells = [scaffold(c) if SOLUTION in tags(c) else c for c in nb.cells]
-    text = nbformat.writes(nb)
-    return text if text.endswith("\n") else text + "\n"
+    return notebook_text(nb)
 
 
 def solution_notebooks(repo: Path = REPO) -> list[Path]:
@@ -113,11 +113,7 @@ def write_learner_copies(repo: Path, backups_dir: Path, force: bool = False) -> 
     written = []
     for path, text in targets.items():
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.with_suffix(".ipynb.partial")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
-            written.append(path)
+            written.append(files.atomic_write_text(path, text, overwrite=True))
     return written
 
 
@@ -148,9 +144,6 @@ def main(argv: list[str] | None = None) -> int:
         for name in stale:
             print(f"learner/{name}: stale (run: make learner)")
         return 1 if stale else 0
-    sys.path.insert(0, str(REPO))
-    from helpers import workspace
-
     backups_dir = workspace.get_workspace().backups
     if args.command == "learner":
         for path in write_learner_copies(REPO, backups_dir, args.force):
