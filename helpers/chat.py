@@ -64,13 +64,15 @@ def _stop_words(template_name: str) -> list[str]:
 
 def generate_answers(chat: ChatModel, questions: list[str], template_name: str, system: str = "",
                      max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
-    """Greedy answers to ``questions``, batched, cut at the template's stop words (00_environment_and_base_model)."""
+    """Greedy answers to ``questions``, batched, cut at the template's stop words; ``template_name=None`` continues
+    each text as it is, as a pre-trained model is used (00_environment_and_base_model)."""
     import torch
 
     tok, answers = chat.tokenizer, []
-    stops = _stop_words(template_name) + [tok.eos_token]
+    stops = (_stop_words(template_name) if template_name else []) + [tok.eos_token]
     for start in range(0, len(questions), batch_size):
-        prompts = [build_prompt(template_name, q, system) for q in questions[start:start + batch_size]]
+        prompts = [build_prompt(template_name, q, system) if template_name else q
+                   for q in questions[start:start + batch_size]]
         batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(chat.model.device)
         with torch.no_grad():
             out = chat.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,

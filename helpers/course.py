@@ -79,6 +79,14 @@ def render_report(root: Path, profile: str, timings: list[dict]) -> str:
                   "measured in one run:", "", md_table(json.loads(gguf.read_text(encoding="utf-8")))]
         if (reports / "web_demo.png").is_file():
             lines += ["", "The web demo in a browser: ![web demo](web_demo.png)"]
+    pretrain = reports / "pretrain.json"
+    if pretrain.is_file():
+        summary = json.loads(pretrain.read_text(encoding="utf-8"))
+        lines += ["", "## Continued pre-training (notebook 09)", "",
+                  f"LoRA on the domain text for {summary.get('iterations', '?')} iterations; held-out perplexity "
+                  f"{summary['perplexity_drop']:.0%} lower:", "",
+                  md_table([{"measure": k, "base": round(v, 2), "pretrained": round(summary["after"][k], 2)}
+                            for k, v in summary["before"].items()])]
     return "\n".join(lines) + "\n"
 
 

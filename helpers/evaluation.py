@@ -263,6 +263,62 @@ def option_logprobs(chat: ChatModel, prompts: list[str], options: tuple[str, ...
     return [{option: row[option] for option in option_ids} for row in results]
 
 
+def _continuation_logprobs(chat: ChatModel, prefixes: list[str], continuations: list[str],
+                          batch_size: int = 8) -> list[tuple[float, int]]:
+    """(log p(continuation | prefix), continuation tokens) for each pair, by teacher forcing in right-padded batches;
+    an empty prefix starts from the end-of-text token, as a document after another in XTuner's packed data (used by
+    perplexity and domain_scores)."""
+    import torch
+
+    tok = chat.tokenizer
+    start = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
+    pairs = []
+    for prefix, continuation in zip(prefixes, continuations, strict=True):
+        head = tok(prefix, add_special_tokens=False)["input_ids"] if prefix else start
+        tail = tok(continuation, add_special_tokens=False)["input_ids"]
+        if not tail:
+            raise ValueError(f"Nothing to score: the continuation {continuation!r} has no tokens.")
+        pairs.append((head, tail))
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    results = []
+    for first in range(0, len(pairs), batch_size):
+        batch = pairs[first:first + batch_size]
+        width = max(len(h) + len(t) for h, t in batch)
+        ids = torch.tensor([h + t + [pad_id] * (width - len(h) - len(t)) for h, t in batch], device=chat.model.device)
+        mask = torch.tensor([[1] * (len(h) + len(t)) + [0] * (width - len(h) - len(t)) for h, t in batch],
+                            device=chat.model.device)
+        with torch.no_grad():
+            logprobs = torch.log_softmax(chat.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        for row, (head, tail) in zip(logprobs, batch):
+            positions = torch.arange(len(head) - 1, len(head) + len(tail) - 1, device=row.device)
+            results.append((float(row[positions, torch.tensor(tail, device=row.device)].sum()), len(tail)))
+    return results
+
+
+def perplexity(chat: ChatModel, texts: list[str], batch_size: int = 8) -> float:
+    """exp(mean negative log-likelihood per token) of ``texts``, each scored from the start (09_pretrain)."""
+    import math
+
+    scored = _continuation_logprobs(chat, [""] * len(texts), texts, batch_size)
+    return math.exp(-sum(lp for lp, _ in scored) / sum(n for _, n in scored))
+
+
+def domain_scores(chat: ChatModel, heldout: list[str], completions: dict[str, str]) -> dict[str, float]:
+    """Perplexity of held-out domain text, and log p(answer | start) of each domain completion (09_pretrain)."""
+    scored = _continuation_logprobs(chat, list(completions), list(completions.values()))
+    return {"heldout_perplexity": perplexity(chat, heldout),
+            **{f"log p({answer} | {start})": lp for (start, answer), (lp, _) in zip(completions.items(), scored)}}
+
+
+def write_pretrain_report(reports_dir: Path, before: dict, after: dict, **details) -> Path:
+    """``reports/pretrain.json``: the domain scores before and after continued pre-training, and ``details`` such as
+    the iterations trained; the course report shows it (09_pretrain)."""
+    summary = {"before": before, "after": after,
+               "perplexity_drop": round(1 - after["heldout_perplexity"] / before["heldout_perplexity"], 4), **details}
+    return files.atomic_write_text(Path(reports_dir) / "pretrain.json",
+                                   json.dumps(summary, ensure_ascii=False, indent=2) + "\n", overwrite=True)
+
+
 def score_benchmark(chat: ChatModel, questions: list[MCQuestion], template_name: str | None = None,
                     batch_size: int = 8) -> list[dict]:
     """Each question's predicted letter (the most likely option), whether it is right, and the log-probabilities (07_evaluate)."""

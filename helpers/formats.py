@@ -8,7 +8,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -79,6 +79,21 @@ class ConversationRecord(BaseModel):
 _RECORDS = TypeAdapter(list[ConversationRecord])
 
 
+class PretrainTurn(BaseModel):
+    """XTuner's pre-training format: no question, the text to learn as the answer (09_pretrain)."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: Literal[""]
+    output: str = Field(pattern=r"\S")
+
+
+class PretrainRecord(BaseModel):
+    conversation: list[PretrainTurn] = Field(min_length=1, max_length=1)
+
+
+_PRETRAIN_RECORDS = TypeAdapter(list[PretrainRecord])
+
+
 def _plainly_valid(record) -> bool:
     """A quick exact check of a well-formed ``conversation`` record, so pydantic only sees the doubtful ones."""
     turns = record.get("conversation") if type(record) is dict and len(record) == 1 else None
@@ -95,12 +110,12 @@ def _plainly_valid(record) -> bool:
     return True
 
 
-def schema_errors(records: list[dict]) -> list[tuple[int, str, str]]:
-    """Every schema error of ``conversation`` records as (index, field, message); pydantic sees only doubtful ones
-    (used by validation)."""
-    doubtful = [i for i, r in enumerate(records) if not _plainly_valid(r)]
+def schema_errors(records: list[dict], pretrain: bool = False) -> list[tuple[int, str, str]]:
+    """Every schema error of ``conversation`` records (``pretrain``: of pre-training records) as (index, field,
+    message); pydantic sees only doubtful ones (used by validation)."""
+    doubtful = list(range(len(records))) if pretrain else [i for i, r in enumerate(records) if not _plainly_valid(r)]
     try:
-        _RECORDS.validate_python([records[i] for i in doubtful])
+        (_PRETRAIN_RECORDS if pretrain else _RECORDS).validate_python([records[i] for i in doubtful])
     except ValidationError as exc:
         return [(doubtful[e["loc"][0]], ".".join(str(p) for p in e["loc"][1:]), e["msg"]) for e in exc.errors()]
     return []
@@ -121,8 +136,9 @@ def _require_file(path: Path) -> Path:
     raise DataFormatError(f"{path} does not exist. {fix}")
 
 
-def _decode(path: Path, encodings: tuple[str, ...]) -> tuple[str, str]:
-    """The text of ``path`` and the first of ``encodings`` that explains every byte; else an error naming the line."""
+def _decode(path: Path, encodings: tuple[str, ...], advice: str | None = None) -> tuple[str, str]:
+    """The text of ``path`` and the first of ``encodings`` that explains every byte; else an error naming the line
+    (and ``advice``, when given, as the fix)."""
     raw, failures = path.read_bytes(), []
     for encoding in encodings:
         try:
@@ -132,7 +148,7 @@ def _decode(path: Path, encodings: tuple[str, ...]) -> tuple[str, str]:
     first = max(failures, key=lambda exc: exc.start)  # the byte that even the best-fitting encoding cannot explain
     line = raw[: first.start].count(b"\n") + 1
     tried = " or ".join(ENCODING_NAMES[e] for e in encodings)
-    advice = ("probably GBK or another legacy encoding. Save it as UTF-8 (Excel: 'CSV UTF-8'; editors: "
+    advice = advice or ("probably GBK or another legacy encoding. Save it as UTF-8 (Excel: 'CSV UTF-8'; editors: "
               "'Save with Encoding: UTF-8'), or convert it: iconv -f GBK -t UTF-8 IN > OUT."
               if len(encodings) == 1 else "so it is not text in an encoding the course knows, or the file is damaged. "
               "Open it in Excel or WPS and save it again as 'CSV UTF-8', or as .xlsx.")

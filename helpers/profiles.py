@@ -41,6 +41,9 @@ class Profile:
     # Processes `datasets.map` uses while xtuner prepares the data (XTuner's default 32 suits a GPU server;
     # on a 2-core laptop starting them costs more than mapping a few hundred samples).
     map_num_proc: int = 32
+    # Continued pre-training (09): XTuner's built-in full-parameter config, trained as LoRA for this many iterations.
+    pretrain_config: str = "internlm2_1_8b_full_custom_pretrain_e1"
+    pretrain_iters: int = 100
 
     def with_overrides(self, **changes) -> "Profile":
         """A copy with some fields changed; unknown names are an error."""
@@ -58,6 +61,7 @@ PROFILES = {
         max_length=256, batch_size=1, accumulative_counts=1, lr=2e-3, lora_r=32, lora_alpha=64,
         max_iters=150, max_epochs=None, warmup_iters=5, save_steps=50, evaluation_freq=50, log_interval=1,
         max_new_tokens=32, trust_remote_code=False, activation_checkpointing=False, map_num_proc=1,
+        pretrain_iters=20,
     ),
     "cpu": Profile(
         name="cpu", model="smollm2", base_config="internlm2_chat_1_8b_qlora_alpaca_e3",
@@ -65,6 +69,7 @@ PROFILES = {
         max_length=256, batch_size=1, accumulative_counts=1, lr=4e-4, lora_r=32, lora_alpha=64,
         max_iters=60, max_epochs=None, warmup_iters=5, save_steps=30, evaluation_freq=30, log_interval=1,
         max_new_tokens=48, trust_remote_code=False, activation_checkpointing=False, map_num_proc=1,
+        pretrain_iters=20,
     ),
     "gpu": Profile(
         name="gpu", model=INTERNLM2_CHAT_1_8B, base_config="internlm2_chat_1_8b_qlora_alpaca_e3",

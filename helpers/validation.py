@@ -88,10 +88,12 @@ def _conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str],
     return records, where, problems
 
 
-def _schema_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
+def _schema_problems(records: list[dict], where: list[str], path: Path, pretrain: bool = False) -> list[Problem]:
     """Empty or missing inputs/outputs and wrong types, by line, in one pydantic pass."""
-    return [Problem(str(path), where[i], f"{name}: {message}", "fill in the text or drop the record")
-            for i, name, message in formats.schema_errors(records)]
+    fix = ("one turn per record, input \"\", the text as output (corpus.pretrain_record)" if pretrain
+           else "fill in the text or drop the record")
+    return [Problem(str(path), where[i], f"{name}: {message}", fix)
+            for i, name, message in formats.schema_errors(records, pretrain)]
 
 
 def _system_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
@@ -122,13 +124,14 @@ def _record_key(record: dict):
     return json.dumps(record, sort_keys=True, ensure_ascii=False)
 
 
-def check_records(loaded: formats.Loaded) -> tuple[list[dict], list[Problem]]:
-    """All per-record problems of a loaded file, and its records converted to ``conversation`` (02_your_own_data)."""
+def check_records(loaded: formats.Loaded, pretrain: bool = False) -> tuple[list[dict], list[Problem]]:
+    """All per-record problems of a loaded file, and its records converted to ``conversation``; ``pretrain`` checks
+    XTuner's pre-training records (empty input) instead of question/answer ones (02_your_own_data)."""
     roles = _role_problems(loaded)
     records, where, problems = _conversion_problems(loaded)
     reported = {p.where for p in roles}  # a bad role order also stops conversion: report it once
     problems = roles + [p for p in problems if p.where not in reported]
-    problems += _schema_problems(records, where, loaded.path)
+    problems += _schema_problems(records, where, loaded.path, pretrain)
     problems += _system_problems(records, where, loaded.path)
     problems += _duplicate_problems(records, where, loaded.path)
     order = {w: i for i, w in enumerate(loaded.where)}
@@ -138,14 +141,15 @@ def check_records(loaded: formats.Loaded) -> tuple[list[dict], list[Problem]]:
 
 # --- token lengths --------------------------------------------------------------------------------
 
-def token_lengths(records: list[dict], tokenizer, template_name: str, batch_size: int = 4096) -> list[int]:
-    """Tokens per record (``conversation`` or OpenAI) exactly as xtuner encodes it, before truncation; one batched
-    tokenizer pass (01_self_cognition_data)."""
+def token_lengths(records: list[dict], tokenizer, template_name: str | None, batch_size: int = 4096) -> list[int]:
+    """Tokens per record (``conversation`` or OpenAI) exactly as xtuner encodes it, before truncation (no template:
+    as pre-training encodes it); one batched tokenizer pass (01_self_cognition_data)."""
     from xtuner.dataset.map_fns import openai_map_fn, template_map_fn_factory
     from xtuner.dataset.utils import get_bos_eos_token_ids
     from xtuner.utils import PROMPT_TEMPLATE
 
-    apply_template = template_map_fn_factory(template=PROMPT_TEMPLATE[template_name])
+    apply_template = (template_map_fn_factory(template=PROMPT_TEMPLATE[template_name]) if template_name
+                      else lambda record: record)  # pre-training: no template, the text as it is
     bos, eos = get_bos_eos_token_ids(tokenizer)
     texts, shape = [], []  # every piece encode_fn encodes separately; per record (pieces, special tokens)
     for record in records:
@@ -155,11 +159,11 @@ def token_lengths(records: list[dict], tokenizer, template_name: str, batch_size
         pieces, specials, needs_bos = 0, 0, True
         for turn in turns:
             specials += len(bos) if needs_bos else 0
-            parts = [turn["input"], turn["output"]] + ([turn["sep"]] if turn["sep"] else [])
+            parts = [turn["input"], turn["output"]] + ([turn["sep"]] if turn.get("sep") else [])
             texts += parts
             pieces += len(parts)
-            specials += len(eos) if turn["need_eos_token"] else 0
-            needs_bos = turn["need_eos_token"]
+            specials += len(eos) if turn.get("need_eos_token", True) else 0
+            needs_bos = turn.get("need_eos_token", True)
         shape.append((pieces, specials))
     counts = []
     for start in range(0, len(texts), batch_size):
@@ -209,11 +213,12 @@ def too_long(lengths: list[int], max_length: int) -> list[int]:
 # --- the report -----------------------------------------------------------------------------------
 
 def validate(path: Path, dataset_map_fn: str | None = "auto", tokenizer=None, template_name: str | None = None,
-             max_length: int | None = None, strict: bool = False, known: tuple[str, ...] = tuple(formats.FORMATS)) -> Report:
+             max_length: int | None = None, strict: bool = False, known: tuple[str, ...] = tuple(formats.FORMATS),
+             pretrain: bool = False) -> Report:
     """Load any supported file and report every problem, the matching map_fn and token lengths; ``strict`` raises the
-    first problem instead (02_your_own_data)."""
-    loaded = formats.load_records(path, known)
-    records, problems = check_records(loaded)
+    first problem instead; ``pretrain`` checks pre-training records (02_your_own_data)."""
+    loaded = formats.load_records(path, ("conversation",) if pretrain else known)
+    records, problems = check_records(loaded, pretrain)
     blocking = [p for p in problems if p.blocking]
     if strict and blocking:
         first = blocking[0]

@@ -107,16 +107,71 @@ def course_edits(profile: Profile, model_path: Path, data_path: Path, data_forma
     if profile.method == "lora":
         edits.append(Edit("drop quantization_config (plain LoRA)", r"(?s)\n        quantization_config=dict\(.*?\n        \),", ""))
     edits += _iteration_edits(profile) if profile.max_iters else [_setting("max_epochs", str(profile.max_epochs))]
+    edits += _speed_edits(profile, "sampler")
+    if profile.device == "cpu":
+        edits += [_literal("torch_dtype=torch.float16,", "torch_dtype=torch.float32,"), *_cpu_edits(profile)]
+    return edits
+
+
+PRETRAIN_LORA = """    lora=dict(
+        type=LoraConfig,
+        r={r},
+        lora_alpha={alpha},
+        lora_dropout=0.1,
+        bias="none",
+        task_type="CAUSAL_LM",
+    ),
+)
+"""
+
+
+def pretrain_edits(profile: Profile, model_path: Path, data_path: Path, evaluation_inputs: list[str],
+                   max_iters: int) -> list[Edit]:
+    """Every change from the built-in full-parameter pre-training config to the course's LoRA one (09_pretrain)."""
+    iters = profile.with_overrides(max_iters=max_iters, warmup_iters=min(profile.warmup_iters, max_iters // 4))
+    edits = [
+        _setting("pretrained_model_name_or_path", repr(str(model_path))),
+        _setting("data_files", repr([str(data_path)])),
+        _literal("from xtuner.dataset.map_fns import pretrain_map_fn\n", "",
+                 "drop pretrain_map_fn (the data is already in the pre-training format)"),
+        _literal("dataset_map_fn=pretrain_map_fn,", "dataset_map_fn=None,"),
+        _setting("max_length", str(profile.max_length)),
+        _setting("batch_size", f"{profile.batch_size}  # per_device"),
+        _setting("accumulative_counts", "1"),
+        _setting("lr", f"{profile.lr!r}  # LoRA learns with a larger rate than full fine-tuning (2e-5)"),
+        _setting("save_steps", str(max_iters)),
+        _setting("evaluation_freq", str(max_iters)),
+        _setting("evaluation_inputs", repr(list(evaluation_inputs))),
+        _literal("from torch.optim import AdamW\n", "from peft import LoraConfig\nfrom torch.optim import AdamW\n"),
+        _literal("        trust_remote_code=True,\n    ),\n)\n",
+                 "        trust_remote_code=True,\n    ),\n" + PRETRAIN_LORA.format(r=profile.lora_r, alpha=profile.lora_alpha),
+                 "train a LoRA adapter instead of every weight"),
+        _literal("log_metric_by_epoch=False, interval=10", f"log_metric_by_epoch=False, interval={profile.log_interval}"),
+        _literal("randomness = dict(seed=None,", "randomness = dict(seed=0,"),
+        _literal("        system=SYSTEM,\n    ),\n]", f"        system=SYSTEM,\n        max_new_tokens={profile.max_new_tokens},\n    ),\n]",
+                 "limit the evaluation hook's answers to max_new_tokens"),
+        *_iteration_edits(iters),
+    ]
+    if profile.trust_remote_code is False:
+        edits.append(Edit("trust_remote_code=False", r"trust_remote_code=True", "trust_remote_code=False", count=2))
+    edits += _speed_edits(profile, "train_dataloader")
+    if profile.device == "cpu":
+        edits += _cpu_edits(profile.with_overrides(method="lora"))  # LoRA on every profile: no 4-bit config here
+    return edits
+
+
+def _speed_edits(profile: Profile, after_dataset: str) -> list[Edit]:
+    """No activation recomputation and fewer data processes where the profile says so; ``after_dataset`` is the
+    word that follows the training dataset's ``dict(...)`` in this config."""
+    edits = []
     if not profile.activation_checkpointing:
         edits.append(_literal("    type=SupervisedFinetune,\n",
                               "    type=SupervisedFinetune,\n    use_activation_checkpointing=False,\n",
                               "turn activation checkpointing off (no recomputation in backward)"))
     if profile.map_num_proc != 32:
-        edits.append(_literal("    use_varlen_attn=use_varlen_attn,\n)\n\nsampler",
-                              f"    use_varlen_attn=use_varlen_attn,\n    map_num_proc={profile.map_num_proc},\n)\n\nsampler",
+        end = f"    use_varlen_attn=use_varlen_attn,\n)\n\n{after_dataset}"
+        edits.append(_literal(end, end.replace(")\n\n", f"    map_num_proc={profile.map_num_proc},\n)\n\n", 1),
                               f"prepare the data with {profile.map_num_proc} process(es)"))
-    if profile.device == "cpu":
-        edits += _cpu_edits(profile)
     return edits
 
 
@@ -154,7 +209,6 @@ setattr(__import__("transformers.integrations.bitsandbytes", fromlist=["_"]),
 def _cpu_edits(profile: Profile) -> list[Edit]:
     """float32, OptimWrapper, gloo and the CPU patches: what ``xtuner train`` needs without a GPU."""
     edits = [
-        _literal("torch_dtype=torch.float16,", "torch_dtype=torch.float32,"),
         _literal("import AmpOptimWrapper,", "import OptimWrapper,"),
         _literal("type=AmpOptimWrapper,", "type=OptimWrapper,"),
         _literal('    loss_scale="dynamic",\n    dtype="float16",\n', "", "drop AMP loss_scale and dtype"),

@@ -22,7 +22,7 @@ def test_parse_set_reads_json_values():
 
 def test_notebooks_in_learner_order():
     names = [p.name[:2] for p in course.notebook_paths()]
-    assert names == sorted(names) and names[0] == "00" and names[-1] == "08"
+    assert names == sorted(names) and names[0] == "00" and names[-1] == "09"
 
 
 @pytest.mark.slow
@@ -58,6 +58,11 @@ def test_cpu_profile_end_to_end(tmp_path):
     assert gguf["GGUF q4_0"]["size_mb"] < gguf["GGUF q8_0"]["size_mb"] < gguf["GGUF f16"]["size_mb"]
     assert gguf["GGUF q4_0"]["tokens_per_s"] > gguf["transformers fp32"]["tokens_per_s"]
     assert "## Serving (notebook 08)" in text
+    # 09: continued pre-training lowers the held-out domain text's perplexity and makes the domain's answers likelier
+    pretrain = json.loads((reports / "pretrain.json").read_text(encoding="utf-8"))
+    assert pretrain["perplexity_drop"] >= 0.3 and pretrain["iterations"] == 20
+    assert all(pretrain["after"][k] > v for k, v in pretrain["before"].items() if k.startswith("log p"))
+    assert "## Continued pre-training (notebook 09)" in text
 
 
 def test_report_links_the_evaluation_with_one_row_per_model(tmp_path):
@@ -88,3 +93,15 @@ def test_report_shows_the_gguf_table_and_the_screenshot(tmp_path):
     assert "web_demo.png" not in text
     (reports / "web_demo.png").write_bytes(b"png")
     assert "![web demo](web_demo.png)" in course.render_report(tmp_path, "cpu", [])
+
+
+def test_report_shows_the_pretraining_scores(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    from helpers import evaluation
+
+    evaluation.write_pretrain_report(reports, {"heldout_perplexity": 40.0, "log p(桂花糕 | 小吃是)": -25.0},
+                                     {"heldout_perplexity": 14.0, "log p(桂花糕 | 小吃是)": -11.5}, iterations=20)
+    text = course.render_report(tmp_path, "cpu", [])
+    assert "## Continued pre-training (notebook 09)" in text and "20 iterations; held-out perplexity 65% lower" in text
+    assert "| heldout_perplexity | 40.0 | 14.0 |" in text and "| log p(桂花糕 \\| 小吃是) | -25.0 | -11.5 |" in text

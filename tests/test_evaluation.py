@@ -206,6 +206,28 @@ def test_option_logprobs_through_a_lora_adapter(tiny_chat):
     assert hand_logprob(tiny_chat, PROMPTS[0], "C") == pytest.approx(before, abs=1e-5)
 
 
+def test_continuation_logprobs_match_a_hand_computation(tiny_chat):
+    continuations = ["A", "甲乙丙", "Paris, of course.", "B"]
+    got = evaluation._continuation_logprobs(tiny_chat, PROMPTS, continuations, batch_size=3)  # right-padded batches
+    for prompt, continuation, (logprob, tokens) in zip(PROMPTS, continuations, got):
+        assert tokens == len(tiny_chat.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+        assert logprob == pytest.approx(hand_logprob(tiny_chat, prompt, continuation), abs=1e-4), continuation
+    alone = evaluation._continuation_logprobs(tiny_chat, PROMPTS[1:2], continuations[1:2])
+    assert alone[0][0] == pytest.approx(got[1][0], abs=1e-4)
+
+
+def test_perplexity_scores_every_token_from_the_end_of_text_token(tiny_chat):
+    import math
+
+    texts = ["青石镇位于江南水乡。", "The old street is paved with stone."]
+    eos = tiny_chat.tokenizer.eos_token
+    logprob = sum(hand_logprob(tiny_chat, eos, text) for text in texts)
+    tokens = sum(len(tiny_chat.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    assert evaluation.perplexity(tiny_chat, texts, batch_size=1) == pytest.approx(math.exp(-logprob / tokens), rel=1e-4)
+    with pytest.raises(ValueError, match="no tokens"):
+        evaluation._continuation_logprobs(tiny_chat, ["Hi"], [""])
+
+
 def test_score_benchmark_on_the_sample(tiny_chat):
     questions = evaluation.load_benchmark(evaluation.CEVAL_SAMPLE_DIR)
     results = evaluation.score_benchmark(tiny_chat, questions, batch_size=16)

@@ -134,3 +134,48 @@ def test_data_edits_on_an_epoch_config_refuse_max_iters(copied, tmp_path, train_
     config = _edited(copied, tmp_path, profiles.get_profile("gpu"), train_file)
     with pytest.raises(xconfig.ConfigEditError, match="set max_iters"):
         xconfig.write_edited(config, tmp_path / "variant.py", xconfig.data_edits(train_file, max_iters=12))
+
+
+# --- continued pre-training (09) ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pretrain_copy(tmp_path_factory):
+    return xconfig.copy_config(profiles.get_profile("cpu").pretrain_config, tmp_path_factory.mktemp("pretrain"))
+
+
+def _pretrain(pretrain_copy, tmp_path, name, iters=12):
+    prof = profiles.get_profile(name)
+    data_file = tmp_path / "corpus.jsonl"
+    edits = xconfig.pretrain_edits(prof, "/models/m", data_file, ["青石镇位于"], iters)
+    path = xconfig.write_edited(pretrain_copy, tmp_path / f"pretrain_{name}.py", edits)
+    return prof, data_file, path, xconfig.load_config(path)
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu"])
+def test_pretrain_config_is_lora_on_the_corpus_for_every_profile(pretrain_copy, tmp_path, name):
+    prof, data_file, path, cfg = _pretrain(pretrain_copy, tmp_path, name)
+    assert "full" in pretrain_copy.name and "lora" not in pretrain_copy.read_text().lower()  # built-in: every weight
+    assert cfg.model.type.__name__ == "SupervisedFinetune" and cfg.model.lora.type.__name__ == "LoraConfig"
+    assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (prof.lora_r, prof.lora_alpha) and cfg.lr == prof.lr
+    assert cfg.data_files == [str(data_file)] and cfg.train_dataloader.dataset.dataset.data_files == [str(data_file)]
+    assert cfg.train_dataloader.dataset.dataset_map_fn is None and cfg.train_dataloader.dataset.template_map_fn is None
+    assert cfg.train_dataloader.dataset.max_length == prof.max_length and cfg.pack_to_max_length is True
+    assert cfg.train_cfg.max_iters == 12 and cfg.param_scheduler[1].end == 12 and cfg.accumulative_counts == 1
+    assert cfg.default_hooks.checkpoint.interval == 12 and cfg.custom_hooks[1].every_n_iters == 12
+    assert cfg.custom_hooks[1].evaluation_inputs == ["青石镇位于"] and "prompt_template" not in cfg.custom_hooks[1]
+    assert cfg.custom_hooks[1].max_new_tokens == prof.max_new_tokens
+    assert cfg.model.llm.trust_remote_code is prof.trust_remote_code
+    if prof.device == "cpu":
+        assert cfg.optim_wrapper.type.__name__ == "OptimWrapper" and cfg.env_cfg.dist_cfg.backend == "gloo"
+        assert "CPU adaptations" in path.read_text() and cfg.custom_hooks[1].type.__name__ == "CourseEvaluateChatHook"
+        assert cfg.model.use_activation_checkpointing is False and cfg.train_dataloader.dataset.map_num_proc == 1
+    else:
+        assert cfg.optim_wrapper.type.__name__ == "AmpOptimWrapper" and cfg.env_cfg.dist_cfg.backend == "nccl"
+        assert "CPU adaptations" not in path.read_text() and "use_activation_checkpointing" not in cfg.model
+
+
+def test_pretrain_edits_on_the_sft_config_fail_loudly(copied, tmp_path):
+    edits = xconfig.pretrain_edits(profiles.get_profile("cpu"), "/models/m", tmp_path / "c.jsonl", ["x"], 10)
+    with pytest.raises(xconfig.ConfigEditError, match="cannot set data_files: expected 1 match"):
+        xconfig.write_edited(copied, tmp_path / "wrong.py", edits)
+    assert not (tmp_path / "wrong.py").exists()
