@@ -15,7 +15,7 @@ from .formats import DataFormatError
 
 TEXT_SUFFIXES = (".txt", ".md")
 TEXT_ENCODINGS = ("utf-8-sig", "gb18030")  # Notepad on older Chinese Windows saves "ANSI", which is GBK
-SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|(?<=\.)\s")
+SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|(?<=\.\s)")  # zero-width: splitting loses no character
 COMMAS = ("，", "、", "：", ",", ":")
 HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 
@@ -119,7 +119,7 @@ def _chunk_paragraphs(paras: list[str], tokenizer, max_tokens: int, source: str 
         raise ValueError(f"max_tokens must be at least 2, got {max_tokens}.")
     chunks, current = [], ""
     for para in paras:
-        for k, piece in enumerate(_split_long(tokenizer, para, budget) if _count(tokenizer, para) > budget else [para]):
+        for k, piece in enumerate(_split_long(tokenizer, para, budget)):
             joined = (current + ("\n" if k == 0 else "") + piece) if current else piece  # paragraphs on their own lines
             if current and _count(tokenizer, joined) > budget:
                 chunks.append(current)

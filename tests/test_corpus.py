@@ -95,6 +95,12 @@ def test_a_long_paragraph_is_cut_at_sentence_ends_and_a_long_sentence_by_tokens(
     assert all(c.tokens <= 16 for c in pieces) and "".join(c.text for c in pieces) == run_on
 
 
+def test_cutting_english_keeps_the_spaces_between_sentences(tokenizer):
+    text = " ".join(f"Sentence number {i} is about the old town." for i in range(12))
+    chunks = corpus._chunk_paragraphs([text], tokenizer, 48)
+    assert len(chunks) > 1 and "".join(c.text for c in chunks) == text
+
+
 def test_chunk_files_never_spans_two_files(tokenizer):
     chunks = corpus.chunk_files(SHIPPED, tokenizer, 10_000)
     assert [c.source for c in chunks] == [p.name for p in corpus.text_files(SHIPPED)]
