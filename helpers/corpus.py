@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import formats
+from . import formats, validation
 from .formats import DataFormatError
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -79,7 +79,7 @@ def _mostly_cjk(lines: list[str]) -> bool:
 
 
 def _count(tokenizer, text: str) -> int:
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return validation._count_tokens(tokenizer, [text])[0]
 
 
 def _split_long(tokenizer, text: str, budget: int) -> list[str]:
@@ -126,7 +126,7 @@ def _chunk_paragraphs(paras: list[str], tokenizer, max_tokens: int, source: str 
                 joined = piece
             current = joined
     chunks += [current] if current else []
-    return [Chunk(source, text, _count(tokenizer, text) + 1) for text in chunks]
+    return [Chunk(source, text, n + 1) for text, n in zip(chunks, validation._count_tokens(tokenizer, chunks))]
 
 
 def chunk_files(paths, tokenizer, max_tokens: int) -> list[Chunk]:

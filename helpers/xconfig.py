@@ -96,14 +96,11 @@ def course_edits(profile: Profile, model_path: Path, data_path: Path, data_forma
         _setting("SYSTEM", repr(system)),
         _setting("evaluation_inputs", repr(list(evaluation_inputs))),
         _literal("        r=64,\n        lora_alpha=16,", f"        r={profile.lora_r},\n        lora_alpha={profile.lora_alpha},"),
-        _literal("log_metric_by_epoch=False, interval=10", f"log_metric_by_epoch=False, interval={profile.log_interval}"),
-        _literal("randomness = dict(seed=None,", "randomness = dict(seed=0,"),
         _literal("        prompt_template=prompt_template,\n    ),\n]",
                 f"        prompt_template=prompt_template,\n        max_new_tokens={profile.max_new_tokens},\n    ),\n]",
                 "limit the evaluation hook's answers to max_new_tokens"),
     ]
-    if profile.trust_remote_code is False:
-        edits.append(Edit("trust_remote_code=False", r"trust_remote_code=True", "trust_remote_code=False", count=2))
+    edits += _runtime_edits(profile)
     if profile.method == "lora":
         edits.append(Edit("drop quantization_config (plain LoRA)", r"(?s)\n        quantization_config=dict\(.*?\n        \),", ""))
     edits += _iteration_edits(profile) if profile.max_iters else [_setting("max_epochs", str(profile.max_epochs))]
@@ -146,17 +143,26 @@ def pretrain_edits(profile: Profile, model_path: Path, data_path: Path, evaluati
         _literal("        trust_remote_code=True,\n    ),\n)\n",
                  "        trust_remote_code=True,\n    ),\n" + PRETRAIN_LORA.format(r=profile.lora_r, alpha=profile.lora_alpha),
                  "train a LoRA adapter instead of every weight"),
-        _literal("log_metric_by_epoch=False, interval=10", f"log_metric_by_epoch=False, interval={profile.log_interval}"),
-        _literal("randomness = dict(seed=None,", "randomness = dict(seed=0,"),
         _literal("        system=SYSTEM,\n    ),\n]", f"        system=SYSTEM,\n        max_new_tokens={profile.max_new_tokens},\n    ),\n]",
                  "limit the evaluation hook's answers to max_new_tokens"),
         *_iteration_edits(iters),
     ]
-    if profile.trust_remote_code is False:
-        edits.append(Edit("trust_remote_code=False", r"trust_remote_code=True", "trust_remote_code=False", count=2))
+    edits += _runtime_edits(profile)
     edits += _speed_edits(profile, "train_dataloader")
     if profile.device == "cpu":
         edits += _cpu_edits(profile.with_overrides(method="lora"))  # LoRA on every profile: no 4-bit config here
+    return edits
+
+
+def _runtime_edits(profile: Profile) -> list[Edit]:
+    """What every course config changes at run time: the log interval, a fixed seed, and ``trust_remote_code``
+    where the profile's model needs none (run after any edit that matches ``trust_remote_code=True`` itself)."""
+    edits = [
+        _literal("log_metric_by_epoch=False, interval=10", f"log_metric_by_epoch=False, interval={profile.log_interval}"),
+        _literal("randomness = dict(seed=None,", "randomness = dict(seed=0,"),
+    ]
+    if profile.trust_remote_code is False:
+        edits.append(Edit("trust_remote_code=False", r"trust_remote_code=True", "trust_remote_code=False", count=2))
     return edits
 
 
