@@ -87,6 +87,15 @@ def render_report(root: Path, profile: str, timings: list[dict]) -> str:
                   f"{summary['perplexity_drop']:.0%} lower:", "",
                   md_table([{"measure": k, "base": round(v, 2), "pretrained": round(summary["after"][k], 2)}
                             for k, v in summary["before"].items()])]
+    preference = reports / "preference.json"
+    if preference.is_file():
+        summary = json.loads(preference.read_text(encoding="utf-8"))
+        lines += ["", "## Preference tuning (notebook 10)", "",
+                  f"{summary.get('method', 'DPO')} with LoRA for {summary.get('iterations', '?')} iterations; how often "
+                  "the model prefers the chosen answer on held-out pairs:", "",
+                  md_table([{"pairs": name, "base": round(before["accuracy"], 2),
+                             "tuned": round(summary["after"][name]["accuracy"], 2)}
+                            for name, before in summary["before"].items()])]
     return "\n".join(lines) + "\n"
 
 

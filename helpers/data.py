@@ -10,7 +10,7 @@ import random
 import re
 from pathlib import Path
 
-from .formats import conversation_record
+from .formats import conversation_record, preference_record, read_jsonl
 from .workspace import DATASETS_DIR
 
 
@@ -35,6 +35,35 @@ def heldout_identity(name: str, author: str, templates: dict | None = None) -> l
     return [{"question": q, "lang": lang, "keywords": [name],
              "references": [a.format(name=name, author=author) for a in templates["answers"][lang]]}
             for lang, qs in templates["heldout_questions"].items() for q in qs]
+
+
+def preference_questions(heldout: bool = False, templates: dict | None = None) -> list[str]:
+    """01's identity questions (``heldout``: its held-out paraphrases), every language, for preference pairs (10_preference)."""
+    templates = templates or load_self_cognition_templates()
+    return [q for qs in templates["heldout_questions" if heldout else "questions"].values() for q in qs]
+
+
+def identity_preference_pairs(name: str, author: str, heldout: bool = False, rejected: dict[str, str] | None = None,
+                              templates: dict | None = None) -> list[dict]:
+    """A preference pair per identity question: chosen = the course's identity answer, rejected = a general chat
+    model's identity-less answer (``generic_answers``), or ``rejected[question]`` if given (e.g. the base model's own
+    answers). Training pairs use every template but each language's last; the held-out pairs (01's paraphrases) use
+    only the last ones, so neither their questions nor their answers are trained on (10_preference)."""
+    templates = templates or load_self_cognition_templates()
+    pairs = []
+    for lang, questions in templates["heldout_questions" if heldout else "questions"].items():
+        answers, generic = templates["answers"][lang], templates["generic_answers"][lang]
+        for i, question in enumerate(questions):
+            better = answers[-1] if heldout else answers[i % (len(answers) - 1)]
+            worse = generic[-1] if heldout else generic[i % (len(generic) - 1)]
+            worse = rejected[question] if rejected is not None else worse
+            pairs.append(preference_record(question, better.format(name=name, author=author), worse))
+    return pairs
+
+
+def load_preference_general(path: Path = DATASETS_DIR / "preference_general.jsonl") -> list[dict]:
+    """The shipped general preference pairs: a right and a wrong answer to everyday questions (10_preference)."""
+    return read_jsonl(path)
 
 
 def eval_items(records: list[dict], keywords: list[str] = ()) -> list[dict]:

@@ -267,7 +267,7 @@ def _continuation_logprobs(chat: ChatModel, prefixes: list[str], continuations: 
                           batch_size: int = 8) -> list[tuple[float, int]]:
     """(log p(continuation | prefix), continuation tokens) for each pair, by teacher forcing in right-padded batches;
     an empty prefix starts from the end-of-text token, as a document after another in XTuner's packed data (used by
-    perplexity and domain_scores)."""
+    perplexity, domain_scores and preference_scores)."""
     import torch
 
     tok = chat.tokenizer
@@ -316,6 +316,49 @@ def write_pretrain_report(reports_dir: Path, before: dict, after: dict, **detail
     summary = {"before": before, "after": after,
                "perplexity_drop": round(1 - after["heldout_perplexity"] / before["heldout_perplexity"], 4), **details}
     return files.atomic_write_text(Path(reports_dir) / "pretrain.json",
+                                   json.dumps(summary, ensure_ascii=False, indent=2) + "\n", overwrite=True)
+
+
+def preference_scores(chat: ChatModel, pairs: list[dict], batch_size: int = 8) -> list[dict]:
+    """log p(answer | prompt) of each pair's chosen and rejected answer and their token counts, the prompt and the
+    answers written with the chat template exactly as XTuner's preference dataset writes them (10_preference)."""
+    from .formats import CHATML
+
+    def template(messages: list[dict], start: bool) -> str:
+        return chat.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=start,
+                                                  chat_template=CHATML)
+
+    prompts = [template(p["prompt"], True) for p in pairs]
+    scored = {}
+    for side in ("chosen", "rejected"):
+        answers = [template(p["prompt"] + p[side], False)[len(prompt):] for p, prompt in zip(pairs, prompts)]
+        scored[side] = _continuation_logprobs(chat, prompts, answers, batch_size)
+    return [{"question": p["prompt"][-1]["content"], "chosen": p["chosen"][0]["content"],
+             "rejected": p["rejected"][0]["content"], "chosen_logp": c, "chosen_tokens": nc,
+             "rejected_logp": r, "rejected_tokens": nr}
+            for p, (c, nc), (r, nr) in zip(pairs, scored["chosen"], scored["rejected"])]
+
+
+def preference_accuracy(scores: list[dict], reference: list[dict] | None = None) -> dict[str, float]:
+    """How often the model prefers ``chosen``: per token (log-likelihood divided by length, the headline figure), by
+    the plain sum (which favours short answers), and, given the base model's ``reference`` scores, by DPO's implicit
+    reward log p/p_ref (10_preference)."""
+    per_token = [s["chosen_logp"] / s["chosen_tokens"] - s["rejected_logp"] / s["rejected_tokens"] for s in scores]
+    result = {"accuracy": sum(m > 0 for m in per_token) / len(scores),
+              "sum_accuracy": sum(s["chosen_logp"] > s["rejected_logp"] for s in scores) / len(scores),
+              "mean_margin_per_token": sum(per_token) / len(scores)}
+    if reference is not None:
+        rewards = [(s["chosen_logp"] - b["chosen_logp"]) - (s["rejected_logp"] - b["rejected_logp"])
+                   for s, b in zip(scores, reference, strict=True)]
+        result["implicit_reward_accuracy"] = sum(r > 0 for r in rewards) / len(scores)
+    return result
+
+
+def write_preference_report(reports_dir: Path, before: dict, after: dict, **details) -> Path:
+    """``reports/preference.json``: preference accuracy on the held-out pairs before and after preference tuning,
+    and ``details`` such as the iterations; the course report shows it (10_preference)."""
+    summary = {"before": before, "after": after, **details}
+    return files.atomic_write_text(Path(reports_dir) / "preference.json",
                                    json.dumps(summary, ensure_ascii=False, indent=2) + "\n", overwrite=True)
 
 

@@ -76,9 +76,6 @@ class ConversationRecord(BaseModel):
     conversation: list[Turn] = Field(min_length=1)
 
 
-_RECORDS = TypeAdapter(list[ConversationRecord])
-
-
 class PretrainTurn(BaseModel):
     """XTuner's pre-training format: no question, the text to learn as the answer (09_pretrain)."""
 
@@ -91,7 +88,50 @@ class PretrainRecord(BaseModel):
     conversation: list[PretrainTurn] = Field(min_length=1, max_length=1)
 
 
-_PRETRAIN_RECORDS = TypeAdapter(list[PretrainRecord])
+# ChatML, as the course's prompt templates (qwen_chat, internlm2_chat) write a conversation. XTuner's preference
+# dataset builds its samples with ``tokenizer.apply_chat_template``; the course's configs give the tokenizer this
+# template (the course models ship none) and the validator and the scoring use the same one (10_preference).
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
+
+
+class Message(_NonEmpty):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class PreferenceRecord(BaseModel):
+    """XTuner's preference pair: the conversation so far, then one better and one worse assistant answer (10_preference)."""
+
+    prompt: list[Message] = Field(min_length=1)
+    chosen: list[Message] = Field(min_length=1, max_length=1)
+    rejected: list[Message] = Field(min_length=1, max_length=1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _ends_with_user(cls, messages):
+        if messages[-1].role != "user":
+            raise ValueError("the prompt must end with a 'user' message")
+        return messages
+
+    @field_validator("chosen", "rejected")
+    @classmethod
+    def _assistant_answer(cls, messages):
+        if messages[0].role != "assistant":
+            raise ValueError("the answer must be one 'assistant' message")
+        return messages
+
+
+_SCHEMAS = {"chat": TypeAdapter(list[ConversationRecord]), "pretrain": TypeAdapter(list[PretrainRecord]),
+            "preference": TypeAdapter(list[PreferenceRecord])}
+
+
+def preference_record(question: str, chosen: str, rejected: str, system: str = "") -> dict:
+    """One preference pair in the message-list form XTuner's preference dataset reads (10_preference)."""
+    prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    return {"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}]}
 
 
 def _plainly_valid(record) -> bool:
@@ -110,12 +150,12 @@ def _plainly_valid(record) -> bool:
     return True
 
 
-def schema_errors(records: list[dict], pretrain: bool = False) -> list[tuple[int, str, str]]:
-    """Every schema error of ``conversation`` records (``pretrain``: of pre-training records) as (index, field,
-    message); pydantic sees only doubtful ones (used by validation)."""
-    doubtful = list(range(len(records))) if pretrain else [i for i, r in enumerate(records) if not _plainly_valid(r)]
+def schema_errors(records: list[dict], kind: str = "chat") -> list[tuple[int, str, str]]:
+    """Every schema error of ``conversation`` records (``kind`` "pretrain": pre-training records; "preference":
+    preference pairs) as (index, field, message); for chat records pydantic sees only doubtful ones (used by validation)."""
+    doubtful = [i for i, r in enumerate(records) if kind != "chat" or not _plainly_valid(r)]
     try:
-        (_PRETRAIN_RECORDS if pretrain else _RECORDS).validate_python([records[i] for i in doubtful])
+        _SCHEMAS[kind].validate_python([records[i] for i in doubtful])
     except ValidationError as exc:
         return [(doubtful[e["loc"][0]], ".".join(str(p) for p in e["loc"][1:]), e["msg"]) for e in exc.errors()]
     return []
@@ -234,6 +274,21 @@ def load_records(path: Path, known: tuple[str, ...] = tuple(FORMATS)) -> Loaded:
         if _detect_format(record, f"{path}, {where}", known) != fmt:
             raise DataFormatError(f"{path}, {where}: format differs from the first record ({fmt}); keep one format per file.")
     return Loaded(path, fmt, [r for _, r in rows], [w for w, _ in rows])
+
+
+def load_preference(path: Path) -> Loaded:
+    """Read a preference file (JSONL/JSON of prompt/chosen/rejected records); a chat-format file is refused with the
+    difference explained, missing or wrong fields are left to the validator to report by line (used by validation)."""
+    path = Path(path)
+    rows = _read_records(path)
+    where, first = rows[0]
+    if not any(key in first for key in PREFERENCE_KEYS):
+        fmt = next((f for f, spec in FORMATS.items() if spec.key in first), None)
+        what = f"chat data in the {FORMATS[fmt].name} format" if fmt else f"records with keys {sorted(first)}"
+        raise DataFormatError(f"{path}, {where}: this holds {what}, not preference pairs. A preference record has "
+                              "'prompt' (messages ending with the user's), 'chosen' and 'rejected' (one assistant "
+                              "message each); formats.preference_record writes one.")
+    return Loaded(path, "preference", [r for _, r in rows], [w for w, _ in rows])
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -190,6 +190,31 @@ def plot_loss(scalars: list[dict], out_png: Path | None, title: str = "xtuner tr
     return fig
 
 
+def plot_rewards(scalars: list[dict], out_png: Path | None, title: str = "preference tuning"):
+    """The rewards XTuner's DPO/ORPO log each iteration: chosen and rejected rewards, their margin, and the share of
+    the last 5 pairs whose chosen reward was higher (``reward_acc`` of one pair is 0 or 1); PNG if ``out_png`` (10_preference)."""
+    import matplotlib.pyplot as plt
+
+    steps = [r["iter"] for r in scalars]
+    fig, (rewards, acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key in ("chosen_rewards", "rejected_rewards", "reward_margin"):
+        rewards.plot(steps, [r[key] for r in scalars], label=key)
+    rewards.axhline(0, color="gray", linewidth=0.5)
+    rewards.set_xlabel("iteration")
+    rewards.set_title(title)
+    rewards.legend()
+    hits = [r["reward_acc"] for r in scalars]
+    acc.plot(steps, [sum(hits[max(0, i - 4):i + 1]) / len(hits[max(0, i - 4):i + 1]) for i in range(len(hits))])
+    acc.set_ylim(-0.05, 1.05)
+    acc.set_xlabel("iteration")
+    acc.set_title("reward_acc (mean of the last 5 iterations)")
+    fig.tight_layout()
+    if out_png is not None:
+        Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out_png, dpi=100)
+    return fig
+
+
 def eval_outputs(work_dir: Path) -> dict[int, str]:
     """What ``EvaluateChatHook`` saved in every run of ``work_dir`` (its answers at each checkpoint), by the number of
     steps trained when it answered (04_train).

@@ -44,6 +44,11 @@ class Profile:
     # Continued pre-training (09): XTuner's built-in full-parameter config, trained as LoRA for this many iterations.
     pretrain_config: str = "internlm2_1_8b_full_custom_pretrain_e1"
     pretrain_iters: int = 100
+    # Preference tuning (10): XTuner's built-in full-parameter DPO and ORPO configs, trained as LoRA (QLoRA on a GPU).
+    dpo_config: str = "internlm2_chat_1_8b_dpo_full"
+    orpo_config: str = "internlm2_chat_1_8b_orpo_full"
+    preference_iters: int = 60
+    preference_lr: float = 5e-5  # LoRA; the built-in full-parameter configs use 5e-7 (DPO) and 5e-6 (ORPO)
 
     def with_overrides(self, **changes) -> "Profile":
         """A copy with some fields changed; unknown names are an error."""
@@ -61,7 +66,7 @@ PROFILES = {
         max_length=256, batch_size=1, accumulative_counts=1, lr=2e-3, lora_r=32, lora_alpha=64,
         max_iters=150, max_epochs=None, warmup_iters=5, save_steps=50, evaluation_freq=50, log_interval=1,
         max_new_tokens=32, trust_remote_code=False, activation_checkpointing=False, map_num_proc=1,
-        pretrain_iters=20,
+        pretrain_iters=20, preference_iters=20, preference_lr=2e-4,
     ),
     "cpu": Profile(
         name="cpu", model="smollm2", base_config="internlm2_chat_1_8b_qlora_alpaca_e3",
@@ -69,7 +74,7 @@ PROFILES = {
         max_length=256, batch_size=1, accumulative_counts=1, lr=4e-4, lora_r=32, lora_alpha=64,
         max_iters=60, max_epochs=None, warmup_iters=5, save_steps=30, evaluation_freq=30, log_interval=1,
         max_new_tokens=48, trust_remote_code=False, activation_checkpointing=False, map_num_proc=1,
-        pretrain_iters=20,
+        pretrain_iters=20, preference_iters=20, preference_lr=2e-4,
     ),
     "gpu": Profile(
         name="gpu", model=INTERNLM2_CHAT_1_8B, base_config="internlm2_chat_1_8b_qlora_alpaca_e3",

@@ -88,12 +88,18 @@ def _conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str],
     return records, where, problems
 
 
-def _schema_problems(records: list[dict], where: list[str], path: Path, pretrain: bool = False) -> list[Problem]:
-    """Empty or missing inputs/outputs and wrong types, by line, in one pydantic pass."""
-    fix = ("one turn per record, input \"\", the text as output (corpus.pretrain_record)" if pretrain
-           else "fill in the text or drop the record")
-    return [Problem(str(path), where[i], f"{name}: {message}", fix)
-            for i, name, message in formats.schema_errors(records, pretrain)]
+SCHEMA_FIXES = {
+    "chat": "fill in the text or drop the record",
+    "pretrain": "one turn per record, input \"\", the text as output (corpus.pretrain_record)",
+    "preference": 'prompt: [{"role": "user", "content": ...}], chosen and rejected: [{"role": "assistant", '
+                  '"content": ...}] (formats.preference_record)',
+}
+
+
+def _schema_problems(records: list[dict], where: list[str], path: Path, kind: str = "chat") -> list[Problem]:
+    """Empty or missing fields and wrong types, by line, in one pydantic pass."""
+    return [Problem(str(path), where[i], f"{name}: {message}", SCHEMA_FIXES[kind])
+            for i, name, message in formats.schema_errors(records, kind)]
 
 
 def _system_problems(records: list[dict], where: list[str], path: Path) -> list[Problem]:
@@ -131,12 +137,27 @@ def check_records(loaded: formats.Loaded, pretrain: bool = False) -> tuple[list[
     records, where, problems = _conversion_problems(loaded)
     reported = {p.where for p in roles}  # a bad role order also stops conversion: report it once
     problems = roles + [p for p in problems if p.where not in reported]
-    problems += _schema_problems(records, where, loaded.path, pretrain)
+    problems += _schema_problems(records, where, loaded.path, "pretrain" if pretrain else "chat")
     problems += _system_problems(records, where, loaded.path)
     problems += _duplicate_problems(records, where, loaded.path)
     order = {w: i for i, w in enumerate(loaded.where)}
     problems.sort(key=lambda p: order.get(p.where, -1))
     return records, problems
+
+
+def _check_preference_records(loaded: formats.Loaded) -> tuple[list[dict], list[Problem]]:
+    """All problems of preference pairs by line (fields, roles, chosen equal to rejected, duplicates), and the pairs
+    whose fields are valid (used by validate)."""
+    problems = _schema_problems(loaded.records, loaded.where, loaded.path, "preference")
+    broken = {p.where for p in problems}
+    valid = [(r, w) for r, w in zip(loaded.records, loaded.where) if w not in broken]
+    problems += [Problem(str(loaded.path), w, "chosen and rejected are the same answer: the pair teaches nothing",
+                         "write a worse rejected answer, or drop the pair")
+                 for r, w in valid if r["chosen"][0]["content"].strip() == r["rejected"][0]["content"].strip()]
+    problems += _duplicate_problems([r for r, _ in valid], [w for _, w in valid], loaded.path)
+    order = {w: i for i, w in enumerate(loaded.where)}
+    problems.sort(key=lambda p: order.get(p.where, -1))
+    return [r for r, _ in valid], problems
 
 
 # --- token lengths --------------------------------------------------------------------------------
@@ -175,9 +196,20 @@ def token_lengths(records: list[dict], tokenizer, template_name: str | None, bat
     return lengths
 
 
+def _preference_lengths(records: list[dict], tokenizer) -> list[int]:
+    """Tokens of the longer sample of each pair (prompt + chosen, prompt + rejected), as XTuner's preference dataset
+    encodes them with the chat template, before it truncates each to ``max_length`` (used by validate)."""
+    texts = [tokenizer.apply_chat_template(r["prompt"] + r[side], tokenize=False, chat_template=formats.CHATML)
+             for r in records for side in ("chosen", "rejected")]
+    counts = _count_tokens(tokenizer, texts)
+    return [max(counts[i], counts[i + 1]) for i in range(0, len(counts), 2)]
+
+
 def _count_tokens(tokenizer, texts: list[str]) -> list[int]:
-    """Tokens in each text (no special tokens added), one batch call; fast tokenizers skip building id lists."""
-    if getattr(tokenizer, "is_fast", False):
+    """Tokens in each text (no special tokens added), one batch call; fast tokenizers skip building id lists. (A fast
+    tokenizer keeps the padding of its last padded call, e.g. batched generation: then the plain call, which resets it.)"""
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is not None and backend.padding is None and backend.truncation is None:
         return [len(encoding) for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]]
 
@@ -214,20 +246,28 @@ def too_long(lengths: list[int], max_length: int) -> list[int]:
 
 def validate(path: Path, dataset_map_fn: str | None = "auto", tokenizer=None, template_name: str | None = None,
              max_length: int | None = None, strict: bool = False, known: tuple[str, ...] = tuple(formats.FORMATS),
-             pretrain: bool = False) -> Report:
+             pretrain: bool = False, preference: bool = False) -> Report:
     """Load any supported file and report every problem, the matching map_fn and token lengths; ``strict`` raises the
-    first problem instead; ``pretrain`` checks pre-training records (02_your_own_data)."""
-    loaded = formats.load_records(path, ("conversation",) if pretrain else known)
-    records, problems = check_records(loaded, pretrain)
+    first problem instead; ``pretrain`` checks pre-training records, ``preference`` preference pairs (02_your_own_data)."""
+    if pretrain and preference:
+        raise ValueError("Choose one record kind: pretrain=True or preference=True, not both.")
+    if preference:
+        loaded = formats.load_preference(path)
+        records, problems = _check_preference_records(loaded)
+    else:
+        loaded = formats.load_records(path, ("conversation",) if pretrain else known)
+        records, problems = check_records(loaded, pretrain)
     blocking = [p for p in problems if p.blocking]
     if strict and blocking:
         first = blocking[0]
         raise DataFormatError(f"{first.file}, {first.where}: {first.problem} ({first.fix})")
-    if dataset_map_fn != "auto":
+    if dataset_map_fn != "auto" and not preference:
         check_map_fn(loaded.fmt, dataset_map_fn, loaded.path)
-    report = Report(loaded.path, loaded.fmt, formats.FORMATS[loaded.fmt].map_fn, len(loaded.records), problems)
+    map_fn = None if preference else formats.FORMATS[loaded.fmt].map_fn
+    report = Report(loaded.path, loaded.fmt, map_fn, len(loaded.records), problems)
     if tokenizer is not None and records:
-        report.token_counts = token_lengths(records, tokenizer, template_name)
+        report.token_counts = (_preference_lengths(records, tokenizer) if preference
+                               else token_lengths(records, tokenizer, template_name))
         report.lengths = length_summary(report.token_counts, max_length)
     return report
 

@@ -110,7 +110,7 @@ def course_edits(profile: Profile, model_path: Path, data_path: Path, data_forma
     return edits
 
 
-PRETRAIN_LORA = """    lora=dict(
+LORA_BLOCK = """    lora=dict(
         type=LoraConfig,
         r={r},
         lora_alpha={alpha},
@@ -125,7 +125,7 @@ PRETRAIN_LORA = """    lora=dict(
 def pretrain_edits(profile: Profile, model_path: Path, data_path: Path, evaluation_inputs: list[str],
                    max_iters: int) -> list[Edit]:
     """Every change from the built-in full-parameter pre-training config to the course's LoRA one (09_pretrain)."""
-    iters = profile.with_overrides(max_iters=max_iters, warmup_iters=min(profile.warmup_iters, max_iters // 4))
+    iters = _short_run(profile, max_iters)
     edits = [
         _setting("pretrained_model_name_or_path", repr(str(model_path))),
         _setting("data_files", repr([str(data_path)])),
@@ -141,7 +141,7 @@ def pretrain_edits(profile: Profile, model_path: Path, data_path: Path, evaluati
         _setting("evaluation_inputs", repr(list(evaluation_inputs))),
         _literal("from torch.optim import AdamW\n", "from peft import LoraConfig\nfrom torch.optim import AdamW\n"),
         _literal("        trust_remote_code=True,\n    ),\n)\n",
-                 "        trust_remote_code=True,\n    ),\n" + PRETRAIN_LORA.format(r=profile.lora_r, alpha=profile.lora_alpha),
+                 "        trust_remote_code=True,\n    ),\n" + LORA_BLOCK.format(r=profile.lora_r, alpha=profile.lora_alpha),
                  "train a LoRA adapter instead of every weight"),
         _literal("        system=SYSTEM,\n    ),\n]", f"        system=SYSTEM,\n        max_new_tokens={profile.max_new_tokens},\n    ),\n]",
                  "limit the evaluation hook's answers to max_new_tokens"),
@@ -151,6 +151,68 @@ def pretrain_edits(profile: Profile, model_path: Path, data_path: Path, evaluati
     edits += _speed_edits(profile, "train_dataloader")
     if profile.device == "cpu":
         edits += _cpu_edits(profile.with_overrides(method="lora"))  # LoRA on every profile: no 4-bit config here
+    return edits
+
+
+QLORA_BLOCK = """        torch_dtype=torch.float16,
+        quantization_config=dict(
+            type=BitsAndBytesConfig,
+            load_in_4bit=True,
+            load_in_8bit=False,
+            llm_int8_threshold=6.0,
+            llm_int8_has_fp16_weight=False,
+            bnb_4bit_compute_dtype=torch.float16,
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_quant_type="nf4",
+        ),
+"""
+
+
+def preference_edits(profile: Profile, method: str, model_path: Path, data_path: Path, evaluation_inputs: list[str],
+                     max_iters: int, beta: float = 0.1) -> list[Edit]:
+    """Every change from the built-in full-parameter DPO or ORPO config (``method``) to the course's LoRA one: QLoRA
+    where the profile trains 4-bit on a GPU, LoRA on a CPU (10_preference)."""
+    model_class = {"dpo": "DPO", "orpo": "ORPO"}[method]
+    iters = _short_run(profile, max_iters)
+    quantize = profile.method == "qlora" and profile.device == "cuda"
+    edits = [
+        _literal("from datasets import load_dataset\n", "", "drop load_dataset (the pairs are a local JSONL file)"),
+        _literal("    orpo_dpo_mix_40k_map_fn,\n", "    load_jsonl_dataset,\n"),
+        _literal('dataset=dict(type=load_dataset, path="mlabonne/orpo-dpo-mix-40k"),',
+                 f"dataset=dict(type=load_jsonl_dataset, data_files=[{str(data_path)!r}]),"),
+        _literal("dataset_map_fn=orpo_dpo_mix_40k_map_fn,", "dataset_map_fn=None,",
+                 "dataset_map_fn=None (the pairs are already prompt/chosen/rejected messages)"),
+        _setting("pretrained_model_name_or_path", repr(str(model_path))),
+        _setting("prompt_template", f"PROMPT_TEMPLATE.{profile.prompt_template}  # the evaluation hook's prompts"),
+        _setting("max_length", str(profile.max_length)),
+        _setting("loss_beta", repr(beta)),
+        _setting("batch_size", f"{profile.batch_size}  # per_device"),
+        _setting("accumulative_counts", "1"),
+        _setting("lr", f"{profile.preference_lr!r}  # LoRA learns with a larger rate than full fine-tuning"),
+        _setting("save_steps", str(max_iters)),
+        _setting("evaluation_freq", str(max_iters)),
+        _setting("SYSTEM", '""'),
+        Edit("set evaluation_inputs", r"(?s)^evaluation_inputs = \[\n.*?\n\]$",
+             f"evaluation_inputs = {list(evaluation_inputs)!r}".replace("\\", "\\\\")),
+        _literal('    padding_side="right",\n)', f'    padding_side="right",\n    chat_template={formats.CHATML!r},\n)',
+                 "give the tokenizer the ChatML chat_template that the preference dataset applies"),
+        _literal("from torch.optim import AdamW\n", "from peft import LoraConfig\nfrom torch.optim import AdamW\n"),
+        _literal("        trust_remote_code=True,\n    ),\n)\n",
+                 "        trust_remote_code=True,\n" + (QLORA_BLOCK if quantize else "") + "    ),\n"
+                 + LORA_BLOCK.format(r=profile.lora_r, alpha=profile.lora_alpha),
+                 "train a LoRA adapter (the reference model is the same model with the adapter switched off)"),
+        Edit("limit the evaluation hook's answers to max_new_tokens",
+             r"^(        prompt_template=prompt_template,\n)(    \),?\n\])", rf"\1        max_new_tokens={profile.max_new_tokens},\n\2"),
+        *_iteration_edits(iters),
+    ]
+    if quantize:
+        edits += [_literal("from mmengine.dataset import DefaultSampler\n", "import torch\nfrom mmengine.dataset import DefaultSampler\n"),
+                  _literal("from transformers import AutoModelForCausalLM, AutoTokenizer\n",
+                           "from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig\n")]
+    edits += _runtime_edits(profile)
+    edits += _speed_edits(profile, None, model_class)
+    if profile.device == "cpu":
+        edits += _cpu_edits(profile.with_overrides(method="lora"))
     return edits
 
 
@@ -166,19 +228,28 @@ def _runtime_edits(profile: Profile) -> list[Edit]:
     return edits
 
 
-def _speed_edits(profile: Profile, after_dataset: str) -> list[Edit]:
+def _speed_edits(profile: Profile, after_dataset: str | None, model_class: str = "SupervisedFinetune") -> list[Edit]:
     """No activation recomputation and fewer data processes where the profile says so; ``after_dataset`` is the
-    word that follows the training dataset's ``dict(...)`` in this config."""
+    word that follows the training dataset's ``dict(...)`` in this config (None: the dataset's own ``num_proc``)."""
     edits = []
     if not profile.activation_checkpointing:
-        edits.append(_literal("    type=SupervisedFinetune,\n",
-                              "    type=SupervisedFinetune,\n    use_activation_checkpointing=False,\n",
+        edits.append(_literal(f"    type={model_class},\n",
+                              f"    type={model_class},\n    use_activation_checkpointing=False,\n",
                               "turn activation checkpointing off (no recomputation in backward)"))
-    if profile.map_num_proc != 32:
+    if profile.map_num_proc != 32 and after_dataset is None:
+        edits.append(_literal("num_proc=32,", f"num_proc={profile.map_num_proc},",
+                              f"prepare the data with {profile.map_num_proc} process(es)"))
+    elif profile.map_num_proc != 32:
         end = f"    use_varlen_attn=use_varlen_attn,\n)\n\n{after_dataset}"
         edits.append(_literal(end, end.replace(")\n\n", f"    map_num_proc={profile.map_num_proc},\n)\n\n", 1),
                               f"prepare the data with {profile.map_num_proc} process(es)"))
     return edits
+
+
+def _short_run(profile: Profile, max_iters: int) -> Profile:
+    """The profile trained for ``max_iters`` iterations with a warm-up of at least one (mmengine refuses a LinearLR
+    whose end equals its begin) and at most a quarter of the run."""
+    return profile.with_overrides(max_iters=max_iters, warmup_iters=max(1, min(profile.warmup_iters, max_iters // 4)))
 
 
 def _iteration_edits(profile: Profile) -> list[Edit]:

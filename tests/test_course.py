@@ -22,7 +22,7 @@ def test_parse_set_reads_json_values():
 
 def test_notebooks_in_learner_order():
     names = [p.name[:2] for p in course.notebook_paths()]
-    assert names == sorted(names) and names[0] == "00" and names[-1] == "09"
+    assert names == sorted(names) and names[0] == "00" and names[-1] == "10"
 
 
 @pytest.mark.slow
@@ -63,6 +63,12 @@ def test_cpu_profile_end_to_end(tmp_path):
     assert pretrain["perplexity_drop"] >= 0.3 and pretrain["iterations"] == 20
     assert all(pretrain["after"][k] > v for k, v in pretrain["before"].items() if k.startswith("log p"))
     assert "## Continued pre-training (notebook 09)" in text
+    # 10: DPO makes the model prefer the identity answer over its own on held-out pairs (questions and answers unseen)
+    preference = json.loads((reports / "preference.json").read_text(encoding="utf-8"))
+    held = {when: preference[when]["identity"]["accuracy"] for when in ("before", "after")}  # measured: 0.50 -> 1.00
+    assert held["after"] >= max(0.75, held["before"] + 0.25)
+    assert preference["after"]["identity"]["implicit_reward_accuracy"] >= 0.9 and preference["iterations"] == 20
+    assert "## Preference tuning (notebook 10)" in text
 
 
 def test_report_links_the_evaluation_with_one_row_per_model(tmp_path):
@@ -105,3 +111,16 @@ def test_report_shows_the_pretraining_scores(tmp_path):
     text = course.render_report(tmp_path, "cpu", [])
     assert "## Continued pre-training (notebook 09)" in text and "20 iterations; held-out perplexity 65% lower" in text
     assert "| heldout_perplexity | 40.0 | 14.0 |" in text and "| log p(桂花糕 \\| 小吃是) | -25.0 | -11.5 |" in text
+
+
+def test_report_shows_the_preference_accuracy(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    from helpers import evaluation
+
+    before = {"identity": {"accuracy": 0.0, "sum_accuracy": 0.0}, "general": {"accuracy": 0.75, "sum_accuracy": 0.5}}
+    after = {"identity": {"accuracy": 0.917, "sum_accuracy": 0.5}, "general": {"accuracy": 0.75, "sum_accuracy": 0.5}}
+    evaluation.write_preference_report(reports, before, after, method="DPO", iterations=20)
+    text = course.render_report(tmp_path, "cpu", [])
+    assert "## Preference tuning (notebook 10)" in text and "DPO with LoRA for 20 iterations" in text
+    assert "| identity | 0.0 | 0.92 |" in text and "| general | 0.75 | 0.75 |" in text

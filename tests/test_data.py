@@ -155,3 +155,19 @@ def test_eval_items_take_the_first_turn():
     records = [formats.conversation_record("怎么写简历？", "一页，突出成果。", "你是顾问。")]
     assert data.eval_items(records) == [{"question": "怎么写简历？", "system": "你是顾问。",
                                          "references": ["一页，突出成果。"], "keywords": []}]
+
+
+def test_identity_preference_pairs_hold_out_questions_and_both_answers():
+    questions, heldout_questions = data.preference_questions(), data.preference_questions(heldout=True)
+    train = data.identity_preference_pairs("小智", "书生学员")
+    heldout = data.identity_preference_pairs("小智", "书生学员", heldout=True)
+    assert [p["prompt"][-1]["content"] for p in train] == questions and len(heldout) == len(heldout_questions) == 12
+    assert not set(questions) & set(heldout_questions)
+    side = lambda pairs, key: {p[key][0]["content"] for p in pairs}
+    for key in ("chosen", "rejected"):  # each language's last template is held out
+        assert not side(train, key) & side(heldout, key) and len(side(heldout, key)) == 2
+    assert all("小智" in c and "书生学员" in c for c in side(train, "chosen") | side(heldout, "chosen"))
+    assert not any("小智" in r for r in side(train, "rejected") | side(heldout, "rejected"))
+    own = {q: f"base answer to {q}" for q in questions}
+    assert [p["rejected"][0]["content"] for p in data.identity_preference_pairs("小智", "书生学员", rejected=own)] == list(own.values())
+    assert formats.schema_errors(train + heldout + data.load_preference_general(), "preference") == []

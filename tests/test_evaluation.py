@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import evaluation, files
+from helpers import evaluation, files, formats
 from helpers.evaluation import BenchmarkFormatError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -366,3 +366,33 @@ def test_answers_scores_probe_and_report_round_trip(tiny_chat, tmp_path):
     assert "| again |" in (tmp_path / "evaluation.md").read_text(encoding="utf-8")
     with pytest.raises(ValueError, match="empty"):
         evaluation.answer_and_score(compared, [], "qwen_chat")
+
+
+def test_preference_scores_use_xtuners_chat_template_and_labels(tiny_chat):
+    from xtuner.dataset.preference_dataset import tokenize
+
+    pairs = [formats.preference_record("你是谁？", "我是小智。", "我是一个 AI 语言模型，没有名字。"),
+             formats.preference_record("Hi", "Hello!", "Go away.", system="Be kind.")]
+    scores = evaluation.preference_scores(tiny_chat, pairs, batch_size=1)
+    tok = tiny_chat.tokenizer
+    for pair, score in zip(pairs, scores):
+        prompt = tok.apply_chat_template(pair["prompt"], tokenize=False, add_generation_prompt=True, chat_template=formats.CHATML)
+        for side in ("chosen", "rejected"):
+            answer = pair[side][0]["content"] + "<|im_end|>\n"  # what XTuner's labels cover
+            assert score[f"{side}_logp"] == pytest.approx(hand_logprob(tiny_chat, prompt, answer), abs=1e-4)
+        tok.chat_template = formats.CHATML
+        xtuner = tokenize(pair, tok, max_length=512)
+        assert score["chosen_tokens"] == sum(label != -100 for label in xtuner["chosen_labels"])
+        assert score["rejected_tokens"] == sum(label != -100 for label in xtuner["rejected_labels"])
+
+
+def test_preference_accuracy_per_token_sum_and_implicit_reward():
+    row = lambda c, nc, r, nr: {"chosen_logp": c, "chosen_tokens": nc, "rejected_logp": r, "rejected_tokens": nr}
+    base = [row(-10, 5, -4, 2), row(-6, 3, -9, 3)]  # per token: -2 vs -2 (a tie is not a win), -2 vs -3
+    tuned = [row(-8, 5, -6, 2), row(-5, 3, -12, 3)]  # per token: -1.6 vs -3, -1.67 vs -4
+    assert evaluation.preference_accuracy(base) == {"accuracy": 0.5, "sum_accuracy": 0.5, "mean_margin_per_token": 0.5}
+    got = evaluation.preference_accuracy(tuned, reference=base)
+    assert got["accuracy"] == 1.0 and got["sum_accuracy"] == 0.5 and got["implicit_reward_accuracy"] == 1.0
+    assert got["mean_margin_per_token"] == pytest.approx(((-1.6 + 3) + (-5 / 3 + 4)) / 2)
+    with pytest.raises(ValueError):
+        evaluation.preference_accuracy(tuned, reference=base[:1])

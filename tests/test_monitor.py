@@ -130,3 +130,13 @@ def test_stop_and_resume_for_real(tmp_path, tiny_model):
     assert monitor.read_scalars(tmp_path / "w", last_run_only=True)[0]["iter"] == 11
     assert [r["iter"] for r in monitor.read_scalars(tmp_path / "w")] == list(range(1, 21))
     assert second.peak_rss_gb > 0.2
+
+
+def test_plot_rewards_draws_the_logged_rewards(tmp_path):
+    rows = [{"iter": i, "loss": 0.69 - 0.03 * i, "chosen_rewards": 0.1 * i, "rejected_rewards": -0.1 * i,
+             "reward_margin": 0.2 * i, "reward_acc": float(i > 2)} for i in range(1, 11)]
+    fig = monitor.plot_rewards(rows, tmp_path / "r.png")
+    rewards, acc = fig.axes
+    assert [line.get_label() for line in rewards.get_lines()[:3]] == ["chosen_rewards", "rejected_rewards", "reward_margin"]
+    assert list(acc.get_lines()[0].get_ydata())[:4] == pytest.approx([0.0, 0.0, 1 / 3, 0.5]) and acc.get_lines()[0].get_ydata()[-1] == 1.0
+    assert (tmp_path / "r.png").stat().st_size > 1000

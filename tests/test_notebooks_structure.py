@@ -31,7 +31,7 @@ def test_numbering_is_two_digits_unique_and_ordered():
     numbers = [p.name[:2] for p in NOTEBOOKS]
     assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", p.name) for p in NOTEBOOKS), IDS
     assert numbers == sorted(set(numbers)) and numbers[0] == "00"
-    assert {"00", "01", "03", "04", "05", "06", "07", "08", "09"} <= set(numbers)
+    assert {"00", "01", "03", "04", "05", "06", "07", "08", "09", "10"} <= set(numbers)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

@@ -163,3 +163,64 @@ def test_xtuner_check_custom_dataset_catches_a_wrong_map_fn(check_config, tmp_pa
 def test_count_tokens_matches_encoding_each_text(tokenizer):
     texts = ["<|im_start|>user\n你好<|im_end|>\n", "résumé interview 面试", "", "\\frac{1}{2}"]
     assert validation._count_tokens(tokenizer, texts) == [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+
+
+def test_count_tokens_ignores_the_padding_left_by_a_batched_call(tokenizer):
+    texts = ["a", "hello there world, a longer text"]
+    expected = validation._count_tokens(tokenizer, texts)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    tokenizer(["x", "a much longer prompt for the batch"], padding=True)  # as generate_answers calls it
+    assert validation._count_tokens(tokenizer, texts) == expected
+
+
+# --- preference pairs (10_preference) -------------------------------------------------------------
+
+def _pairs_file(tmp_path, records, name="pairs.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_clean_preference_pairs_pass_with_xtuners_token_counts(tmp_path, tokenizer):
+    from xtuner.dataset.preference_dataset import tokenize
+
+    pairs = data.load_preference_general() + [formats.preference_record("你是谁？", "我是小智。", "我是 AI。", system="简短回答")]
+    report = validation.validate(_pairs_file(tmp_path, pairs), tokenizer=tokenizer, max_length=24, preference=True)
+    assert report.problems == [] and report.fmt == "preference" and report.map_fn is None
+    tokenizer.chat_template = formats.CHATML  # what the course's configs give the tokenizer
+    xtuner = [tokenize(p, tokenizer, max_length=10_000) for p in pairs]
+    assert report.token_counts == [max(len(x["chosen_ids"]), len(x["rejected_ids"])) for x in xtuner]
+    assert report.lengths["truncated"] == sum(n > 24 for n in report.token_counts) > 0 and not report.ok
+
+
+def test_preference_problems_are_listed_by_line_with_the_fix(tmp_path):
+    good = formats.preference_record("你是谁？", "我是小智。", "我是 AI。")
+    records = [good,
+               {"prompt": "你是谁？", "chosen": "我是小智。", "rejected": "我是 AI。"},  # strings, not message lists
+               {"prompt": good["prompt"], "chosen": good["chosen"]},  # no rejected
+               formats.preference_record("你好", "你好！", " 你好！"),  # the same answer twice
+               {**good, "prompt": [{"role": "assistant", "content": "你好"}]},  # the prompt does not end with the user
+               {**good, "chosen": [{"role": "assistant", "content": "  "}]},  # an empty answer
+               good]  # a duplicate
+    report = validation.validate(_pairs_file(tmp_path, records), preference=True)
+    by_line = {}
+    for p in report.problems:
+        by_line.setdefault(p.where, []).append(p)
+    assert sorted(by_line) == [f"line {n}" for n in range(2, 8)]
+    assert {p.problem.split(":")[0] for p in by_line["line 2"]} == {"prompt", "chosen", "rejected"}
+    assert "list" in by_line["line 2"][0].problem and "formats.preference_record" in by_line["line 2"][0].fix
+    assert by_line["line 3"][0].problem.startswith("rejected: Field required")
+    assert "the same answer" in by_line["line 4"][0].problem and "worse rejected" in by_line["line 4"][0].fix
+    assert "must end with a 'user' message" in by_line["line 5"][0].problem
+    assert "'content' is empty" in by_line["line 6"][0].problem
+    assert "duplicate of line 1" in by_line["line 7"][0].problem and not by_line["line 7"][0].blocking
+    with pytest.raises(formats.DataFormatError, match=r"pairs.jsonl, line 2: prompt"):
+        validation.validate(tmp_path / "pairs.jsonl", preference=True, strict=True)
+
+
+def test_chat_data_is_not_taken_for_preference_pairs(tmp_path):
+    path = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 2), tmp_path / "sft.jsonl")
+    with pytest.raises(formats.DataFormatError, match=r"sft.jsonl, line 1: this holds chat data in the 'conversation'"):
+        validation.validate(path, preference=True)
+    with pytest.raises(ValueError, match="not both"):
+        validation.validate(path, pretrain=True, preference=True)

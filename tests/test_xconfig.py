@@ -179,3 +179,50 @@ def test_pretrain_edits_on_the_sft_config_fail_loudly(copied, tmp_path):
     with pytest.raises(xconfig.ConfigEditError, match="cannot set data_files: expected 1 match"):
         xconfig.write_edited(copied, tmp_path / "wrong.py", edits)
     assert not (tmp_path / "wrong.py").exists()
+
+
+@pytest.fixture(scope="module")
+def preference_copies(tmp_path_factory):
+    prof, folder = profiles.get_profile("cpu"), tmp_path_factory.mktemp("preference")
+    return {"dpo": xconfig.copy_config(prof.dpo_config, folder), "orpo": xconfig.copy_config(prof.orpo_config, folder)}
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu"])
+def test_preference_config_is_lora_on_local_pairs_for_every_profile(preference_copies, tmp_path, name, method):
+    prof, data_file = profiles.get_profile(name), tmp_path / "pairs.jsonl"
+    edits = xconfig.preference_edits(prof, method, "/models/m", data_file, ["你是谁？"], 12, beta=0.2)
+    path = xconfig.write_edited(preference_copies[method], tmp_path / f"{method}_{name}.py", edits)
+    cfg = xconfig.load_config(path)
+    assert "lora" not in preference_copies[method].read_text().lower()  # built-in: every weight, data from the hub
+    assert cfg.model.type.__name__ == method.upper() and cfg.model.beta == 0.2 and cfg.lr == prof.preference_lr
+    assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (prof.lora_r, prof.lora_alpha)
+    dataset = cfg.train_dataloader.dataset
+    assert dataset.dataset.type.__name__ == "load_jsonl_dataset" and dataset.dataset.data_files == [str(data_file)]
+    assert dataset.dataset_map_fn is None and dataset.max_length == prof.max_length and dataset.is_dpo is True
+    assert cfg.tokenizer.chat_template == formats.CHATML and "mlabonne" not in path.read_text()
+    assert cfg.train_cfg.max_iters == 12 and cfg.default_hooks.checkpoint.interval == 12
+    assert cfg.custom_hooks[-1].evaluation_inputs == ["你是谁？"] and cfg.custom_hooks[-1].max_new_tokens == prof.max_new_tokens
+    assert cfg.SYSTEM == "" and cfg.model.llm.trust_remote_code is prof.trust_remote_code
+    warmup, cosine = cfg.param_scheduler
+    assert warmup.begin < warmup.end == cosine.begin < cosine.end == 12  # mmengine refuses a warm-up of 0 iterations
+    if prof.device == "cpu":
+        assert "quantization_config" not in cfg.model.llm and cfg.optim_wrapper.type.__name__ == "OptimWrapper"
+        assert cfg.model.use_activation_checkpointing is False and dataset.num_proc == 1
+        assert cfg.custom_hooks[-1].type.__name__ == "CourseEvaluateChatHook"
+    else:  # QLoRA on the GPU
+        assert cfg.model.llm.quantization_config.load_in_4bit is True and cfg.optim_wrapper.type.__name__ == "AmpOptimWrapper"
+        assert cfg.model.llm.quantization_config.type.__name__ == "BitsAndBytesConfig" and cfg.env_cfg.dist_cfg.backend == "nccl"
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu"])
+def test_pretrain_warmup_is_never_empty(pretrain_copy, tmp_path, name):
+    warmup, cosine = _pretrain(pretrain_copy, tmp_path, name, iters=3)[3].param_scheduler
+    assert warmup.begin < warmup.end <= cosine.begin < cosine.end == 3
+
+
+def test_preference_edits_on_the_sft_config_fail_loudly(copied, tmp_path):
+    edits = xconfig.preference_edits(profiles.get_profile("cpu"), "dpo", "/models/m", tmp_path / "p.jsonl", ["x"], 10)
+    with pytest.raises(xconfig.ConfigEditError, match="cannot replace .orpo_dpo_mix_40k_map_fn"):
+        xconfig.write_edited(copied, tmp_path / "wrong.py", edits)
+    assert not (tmp_path / "wrong.py").exists()
