@@ -1,7 +1,7 @@
 """Run the whole course: every notebook in order with papermill, executed copies and a report in the working folder.
 
 The learner copies (learner/: the lessons, with the exercises left to do) run by default; ``--solutions`` runs the
-solution notebooks (notebooks/), whose reference solutions ``make test`` executes on the tiny profile.
+solution notebooks (notebooks/), which ``make test`` executes under nbmake on the cpu profile.
 
 Usage: python -m helpers.course [--profile cpu] [--workdir DIR] [--set max_iters=20] [--only 00,01] [--solutions]
 """
@@ -50,10 +50,16 @@ def run_course(profile: str = "cpu", workdir: str | None = None, overrides: dict
         seconds = run_notebook(path, out_dir, parameters)
         timings.append({"notebook": path.name, "seconds": round(seconds, 1)})
         print(f"   done in {seconds:.0f} s", flush=True)
-    report = files.atomic_write_text(ws.reports / "course_report.md", render_report(ws.root, profile, timings),
-                                     overwrite=True)
+    report = write_report(ws.root, profile, timings)
     print(report.read_text(encoding="utf-8"))
     return report
+
+
+def write_report(root: Path, profile: str, timings: list[dict]) -> Path:
+    """Write ``reports/course_report.md`` for the notebooks executed in ``root`` (also for the course that
+    ``make test`` executes under nbmake, tests/test_course.py)."""
+    return files.atomic_write_text(Path(root) / "reports" / "course_report.md", render_report(root, profile, timings),
+                                   overwrite=True)
 
 
 def render_report(root: Path, profile: str, timings: list[dict]) -> str:

@@ -1,23 +1,62 @@
-"""Shared fixtures. Notebooks run under nbmake with the tiny profile in a throw-away working folder."""
+"""Shared fixtures. Notebooks run under nbmake with the cpu profile in one throw-away working folder: that run is
+the course end to end, which tests/test_course.py checks after the last notebook (one execution serves both)."""
 
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+NBMAKE_PROFILE = "cpu"
 
 
 def pytest_configure(config):
-    # nbmake's kernels inherit this environment: the tiny profile, and never the learner's ./workspace.
-    os.environ["COURSE_PROFILE"] = "tiny"
+    # nbmake's kernels inherit this environment: the cpu profile, and never the learner's ./workspace.
+    os.environ["COURSE_PROFILE"] = NBMAKE_PROFILE
     os.environ["COURSE_WORKDIR"] = tempfile.mkdtemp(prefix="course-nbmake-")
     config.stash[_MPLBACKEND] = os.environ.get("MPLBACKEND")
+    config.stash[_EXECUTED] = []
+    if config.pluginmanager.hasplugin("nbmake"):
+        _keep_executed_notebooks(Path(os.environ["COURSE_WORKDIR"]) / "reports" / "executed", config.stash[_EXECUTED])
 
 
 _MPLBACKEND = pytest.StashKey()
+_EXECUTED = pytest.StashKey()
+
+
+def _keep_executed_notebooks(out_dir: Path, timings: list[dict]) -> None:
+    """nbmake discards what it executed: keep each executed notebook in ``out_dir`` (as the course runner does) and
+    its time and verdict in ``timings``, for the end-to-end checks."""
+    import nbformat
+    from nbmake.nb_run import NotebookRun
+
+    execute = NotebookRun.execute
+
+    def execute_and_keep(run):
+        start = time.time()
+        result = execute(run)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(result.nb, str(out_dir / Path(run.filename).name))
+        timings.append({"notebook": Path(run.filename).name, "seconds": round(time.time() - start, 1),
+                        "passed": result.error is None})
+        return result
+
+    NotebookRun.execute = execute_and_keep
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``after_notebooks`` check the course that nbmake executes: they run after every notebook."""
+    last = [item for item in items if item.get_closest_marker("after_notebooks")]
+    items[:] = [item for item in items if item not in last] + last
+
+
+@pytest.fixture
+def nbmake_course(request) -> tuple[Path, list[dict]]:
+    """The working folder nbmake's kernels use, and what nbmake executed there so far (in order)."""
+    return Path(os.environ["COURSE_WORKDIR"]), request.config.stash[_EXECUTED]
 
 
 def pytest_collection_finish(session):

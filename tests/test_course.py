@@ -1,8 +1,10 @@
-"""The course runner, and the embedded cpu profile end to end (the acceptance run, with fewer steps)."""
+"""The course runner, and the embedded cpu profile end to end (the acceptance run: the course nbmake executes)."""
 
 import json
+from pathlib import Path
 
 import pytest
+from conftest import NBMAKE_PROFILE
 from notebook_outputs import stray_outputs
 
 from helpers import course
@@ -25,12 +27,31 @@ def test_notebooks_in_learner_order():
     assert names == sorted(names) and names[0] == "00" and names[-1] == "10"
 
 
+@pytest.fixture
+def cpu_course(nbmake_course, tmp_path) -> tuple[Path, Path]:
+    """The cpu course, executed once: in `make test` the notebooks nbmake just ran (the solution notebooks, on the cpu
+    profile, in one working folder); run alone (`pytest -m slow`), the same notebooks with papermill here.
+
+    The learner copies that `make course` runs are these notebooks with each solution cell replaced by comments
+    (tests/test_exercises.py checks that), so this run covers them too."""
+    root, executed = nbmake_course
+    names = [p.name for p in course.notebook_paths(solutions=True)]
+    if [t["notebook"] for t in executed] == names:
+        failed = [t["notebook"] for t in executed if not t["passed"]]
+        assert not failed, f"nbmake failed on {failed} (its report above says where)"
+        return root, course.write_report(root, NBMAKE_PROFILE, [{k: t[k] for k in ("notebook", "seconds")} for t in executed])
+    assert executed == [], f"nbmake ran only {[t['notebook'] for t in executed]} of the notebooks"
+    return tmp_path / "ws", course.run_course(NBMAKE_PROFILE, str(tmp_path / "ws"), solutions=True)
+
+
 @pytest.mark.slow
-def test_cpu_profile_end_to_end(tmp_path):
-    """SmolLM2 from the embedded package, the course exactly as `make course` runs it: trained identity appears,
-    general knowledge survives. (With max_iters=40 the mixed model lost 4 of 22 probe answers, past 07's margin.)"""
-    report = course.run_course("cpu", str(tmp_path / "ws"))
-    reports = tmp_path / "ws" / "reports"
+@pytest.mark.after_notebooks
+def test_cpu_profile_end_to_end(cpu_course):
+    """SmolLM2 from the embedded package, the whole course on the cpu profile: trained identity appears, general
+    knowledge survives. (With max_iters=40 the mixed model lost 4 of 22 probe answers, past 07's margin.)"""
+    root, report = cpu_course
+    reports = root / "reports"
+    print(report.read_text(encoding="utf-8"))
     assert sorted(p.name for p in (reports / "executed").iterdir()) == [p.name for p in course.notebook_paths()]
     for executed in sorted((reports / "executed").iterdir()):
         assert stray_outputs(json.loads(executed.read_text(encoding="utf-8"))) == [], executed.name

@@ -1,6 +1,7 @@
 """Exercises: each has a "what you should see" line and a reference solution; the learner copies are generated from
 the solution notebooks, are up to date, and differ only in the exercise cells; regenerating and resetting never lose
-a learner's edits. (The solutions run under nbmake with the tiny profile; the learner copies run in the cpu course.)"""
+a learner's edits. (The solutions run under nbmake with the cpu profile; a learner copy runs the same cells, its exercise cells being
+comments, so that run covers `make course` too.)"""
 
 import ast
 import importlib.util
