@@ -88,6 +88,7 @@ def _conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str],
     return records, where, problems
 
 
+RECORD_KINDS = ("chat", "pretrain", "preference")  # what validate(kind=...) checks
 SCHEMA_FIXES = {
     "chat": "fill in the text or drop the record",
     "pretrain": "one turn per record, input \"\", the text as output (corpus.pretrain_record)",
@@ -246,17 +247,19 @@ def too_long(lengths: list[int], max_length: int) -> list[int]:
 
 def validate(path: Path, dataset_map_fn: str | None = "auto", tokenizer=None, template_name: str | None = None,
              max_length: int | None = None, strict: bool = False, known: tuple[str, ...] = tuple(formats.FORMATS),
-             pretrain: bool = False, preference: bool = False) -> Report:
+             kind: str = "chat") -> Report:
     """Load any supported file and report every problem, the matching map_fn and token lengths; ``strict`` raises the
-    first problem instead; ``pretrain`` checks pre-training records, ``preference`` preference pairs (02_your_own_data)."""
-    if pretrain and preference:
-        raise ValueError("Choose one record kind: pretrain=True or preference=True, not both.")
+    first problem instead; ``kind`` "pretrain" checks pre-training records, "preference" preference pairs
+    (02_your_own_data)."""
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"Unknown record kind {kind!r}; choose one of {RECORD_KINDS}.")
+    preference = kind == "preference"
     if preference:
         loaded = formats.load_preference(path)
         records, problems = _check_preference_records(loaded)
     else:
-        loaded = formats.load_records(path, ("conversation",) if pretrain else known)
-        records, problems = check_records(loaded, pretrain)
+        loaded = formats.load_records(path, ("conversation",) if kind == "pretrain" else known)
+        records, problems = check_records(loaded, kind == "pretrain")
     blocking = [p for p in problems if p.blocking]
     if strict and blocking:
         first = blocking[0]

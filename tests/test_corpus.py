@@ -122,7 +122,7 @@ def test_written_records_pass_the_pretraining_validator_and_not_the_sft_one(tmp_
     path = corpus.write_pretrain_data(chunks, tmp_path / "pretrain.jsonl")
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert records[0] == {"conversation": [{"input": "", "output": chunks[0].text}]}
-    report = validation.validate(path, None, tokenizer=tokenizer, max_length=128, pretrain=True)
+    report = validation.validate(path, None, tokenizer=tokenizer, max_length=128, kind="pretrain")
     assert report.ok and report.records == len(chunks)
     assert report.token_counts == [c.tokens for c in chunks]  # the validator counts as XTuner encodes, no template
     sft = validation.validate(path, None)
@@ -137,8 +137,8 @@ def test_the_pretraining_validator_names_the_line_of_a_question_or_an_empty_text
             {"conversation": [{"input": "", "output": "  "}]},
             {"conversation": [{"input": "", "output": "一"}, {"input": "", "output": "二"}]}]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    report = validation.validate(path, None, pretrain=True)
+    report = validation.validate(path, None, kind="pretrain")
     assert [p.where for p in report.problems] == ["line 2", "line 3", "line 4"]
     assert all("corpus.pretrain_record" in p.fix for p in report.problems)
     with pytest.raises(DataFormatError, match=r"mixed\.jsonl, line 2: conversation\.0\.input"):
-        validation.validate(path, None, pretrain=True, strict=True)
+        validation.validate(path, None, kind="pretrain", strict=True)

@@ -185,7 +185,7 @@ def test_clean_preference_pairs_pass_with_xtuners_token_counts(tmp_path, tokeniz
     from xtuner.dataset.preference_dataset import tokenize
 
     pairs = data.load_preference_general() + [formats.preference_record("你是谁？", "我是小智。", "我是 AI。", system="简短回答")]
-    report = validation.validate(_pairs_file(tmp_path, pairs), tokenizer=tokenizer, max_length=24, preference=True)
+    report = validation.validate(_pairs_file(tmp_path, pairs), tokenizer=tokenizer, max_length=24, kind="preference")
     assert report.problems == [] and report.fmt == "preference" and report.map_fn is None
     tokenizer.chat_template = formats.CHATML  # what the course's configs give the tokenizer
     xtuner = [tokenize(p, tokenizer, max_length=10_000) for p in pairs]
@@ -202,7 +202,7 @@ def test_preference_problems_are_listed_by_line_with_the_fix(tmp_path):
                {**good, "prompt": [{"role": "assistant", "content": "你好"}]},  # the prompt does not end with the user
                {**good, "chosen": [{"role": "assistant", "content": "  "}]},  # an empty answer
                good]  # a duplicate
-    report = validation.validate(_pairs_file(tmp_path, records), preference=True)
+    report = validation.validate(_pairs_file(tmp_path, records), kind="preference")
     by_line = {}
     for p in report.problems:
         by_line.setdefault(p.where, []).append(p)
@@ -215,12 +215,12 @@ def test_preference_problems_are_listed_by_line_with_the_fix(tmp_path):
     assert "'content' is empty" in by_line["line 6"][0].problem
     assert "duplicate of line 1" in by_line["line 7"][0].problem and not by_line["line 7"][0].blocking
     with pytest.raises(formats.DataFormatError, match=r"pairs.jsonl, line 2: prompt"):
-        validation.validate(tmp_path / "pairs.jsonl", preference=True, strict=True)
+        validation.validate(tmp_path / "pairs.jsonl", kind="preference", strict=True)
 
 
 def test_chat_data_is_not_taken_for_preference_pairs(tmp_path):
     path = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 2), tmp_path / "sft.jsonl")
     with pytest.raises(formats.DataFormatError, match=r"sft.jsonl, line 1: this holds chat data in the 'conversation'"):
-        validation.validate(path, preference=True)
-    with pytest.raises(ValueError, match="not both"):
-        validation.validate(path, pretrain=True, preference=True)
+        validation.validate(path, kind="preference")
+    with pytest.raises(ValueError, match=r"Unknown record kind 'pairs'; choose one of \('chat', 'pretrain', 'preference'\)"):
+        validation.validate(path, kind="pairs")
