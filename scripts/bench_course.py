@@ -118,21 +118,30 @@ def bench_step(workdir: Path, steps: int, matmul: float) -> list[dict]:
 
 
 def bench_generation(workdir: Path, max_new_tokens: int) -> list[dict]:
-    """tokens/s of ``chat.generate_answers`` on the evaluation questions, all at once vs one by one."""
+    """tokens/s of ``chat.generate_answers`` on the evaluation questions, all at once vs one by one, with torch's
+    default thread count and with one thread (decoding one token runs small matrices, where threads may cost more
+    than they give)."""
+    import torch
+
     from helpers import chat, data, workspace
 
     ws = workspace.get_workspace(str(workdir))
     model = chat.load_chat_model(ws.recall("base_model", "00"), device="cpu")
     template = ws.read_state().get("prompt_template", "qwen_chat")
     questions = [q["question"] for q in data.load_eval_questions()] + data.load_general_prompts()[:11]
-    rows = []
-    for batch_size in (len(questions), 16, 1):
-        start = time.perf_counter()
-        answers = chat.generate_answers(model, questions, template, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        seconds = time.perf_counter() - start
-        new_tokens = sum(len(model.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
-        rows.append({"prompts": len(questions), "batch size": batch_size, "seconds": round(seconds, 1),
-                     "answer tokens": new_tokens, "tokens/s": round(new_tokens / seconds, 1)})
+    rows, default_threads = [], torch.get_num_threads()
+    for threads in sorted({default_threads, 1}, reverse=True):
+        torch.set_num_threads(threads)
+        for batch_size in (len(questions), 16, 1):
+            start = time.perf_counter()
+            answers = chat.generate_answers(model, questions, template, max_new_tokens=max_new_tokens,
+                                            batch_size=batch_size)
+            seconds = time.perf_counter() - start
+            new_tokens = sum(len(model.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
+            rows.append({"threads": threads, "prompts": len(questions), "batch size": batch_size,
+                         "seconds": round(seconds, 1), "answer tokens": new_tokens,
+                         "tokens/s": round(new_tokens / seconds, 1)})
+    torch.set_num_threads(default_threads)
     return rows
 
 
