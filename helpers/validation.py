@@ -88,8 +88,7 @@ def _conversion_problems(loaded: formats.Loaded) -> tuple[list[dict], list[str],
     return records, where, problems
 
 
-RECORD_KINDS = ("chat", "pretrain", "preference")  # what validate(kind=...) checks
-SCHEMA_FIXES = {
+SCHEMA_FIXES = {  # one entry per record kind that validate(kind=...) checks
     "chat": "fill in the text or drop the record",
     "pretrain": "one turn per record, input \"\", the text as output (corpus.pretrain_record)",
     "preference": 'prompt: [{"role": "user", "content": ...}], chosen and rejected: [{"role": "assistant", '
@@ -251,15 +250,15 @@ def validate(path: Path, dataset_map_fn: str | None = "auto", tokenizer=None, te
     """Load any supported file and report every problem, the matching map_fn and token lengths; ``strict`` raises the
     first problem instead; ``kind`` "pretrain" checks pre-training records, "preference" preference pairs
     (02_your_own_data)."""
-    if kind not in RECORD_KINDS:
-        raise ValueError(f"Unknown record kind {kind!r}; choose one of {RECORD_KINDS}.")
-    preference = kind == "preference"
+    if kind not in SCHEMA_FIXES:
+        raise ValueError(f"Unknown record kind {kind!r}; choose one of {tuple(SCHEMA_FIXES)}.")
+    preference, pretrain = kind == "preference", kind == "pretrain"
     if preference:
         loaded = formats.load_preference(path)
         records, problems = _check_preference_records(loaded)
     else:
-        loaded = formats.load_records(path, ("conversation",) if kind == "pretrain" else known)
-        records, problems = check_records(loaded, kind == "pretrain")
+        loaded = formats.load_records(path, ("conversation",) if pretrain else known)
+        records, problems = check_records(loaded, pretrain)
     blocking = [p for p in problems if p.blocking]
     if strict and blocking:
         first = blocking[0]
