@@ -100,6 +100,8 @@ def course_edits(profile: Profile, model_path: Path, data_path: Path, data_forma
                 f"        prompt_template=prompt_template,\n        max_new_tokens={profile.max_new_tokens},\n    ),\n]",
                 "limit the evaluation hook's answers to max_new_tokens"),
     ]
+    if profile.lora_dropout != 0.1:
+        edits.append(_literal("        lora_dropout=0.1,", f"        lora_dropout={profile.lora_dropout},"))
     edits += _runtime_edits(profile)
     if profile.method == "lora":
         edits.append(Edit("drop quantization_config (plain LoRA)", r"(?s)\n        quantization_config=dict\(.*?\n        \),", ""))
@@ -114,7 +116,7 @@ LORA_BLOCK = """    lora=dict(
         type=LoraConfig,
         r={r},
         lora_alpha={alpha},
-        lora_dropout=0.1,
+        lora_dropout={dropout},
         bias="none",
         task_type="CAUSAL_LM",
     ),
@@ -141,7 +143,7 @@ def pretrain_edits(profile: Profile, model_path: Path, data_path: Path, evaluati
         _setting("evaluation_inputs", repr(list(evaluation_inputs))),
         _literal("from torch.optim import AdamW\n", "from peft import LoraConfig\nfrom torch.optim import AdamW\n"),
         _literal("        trust_remote_code=True,\n    ),\n)\n",
-                 "        trust_remote_code=True,\n    ),\n" + LORA_BLOCK.format(r=profile.lora_r, alpha=profile.lora_alpha),
+                 "        trust_remote_code=True,\n    ),\n" + LORA_BLOCK.format(r=profile.lora_r, alpha=profile.lora_alpha, dropout=profile.lora_dropout),
                  "train a LoRA adapter instead of every weight"),
         _literal("        system=SYSTEM,\n    ),\n]", f"        system=SYSTEM,\n        max_new_tokens={profile.max_new_tokens},\n    ),\n]",
                  "limit the evaluation hook's answers to max_new_tokens"),
@@ -199,7 +201,7 @@ def preference_edits(profile: Profile, method: str, model_path: Path, data_path:
         _literal("from torch.optim import AdamW\n", "from peft import LoraConfig\nfrom torch.optim import AdamW\n"),
         _literal("        trust_remote_code=True,\n    ),\n)\n",
                  "        trust_remote_code=True,\n" + (QLORA_BLOCK if quantize else "") + "    ),\n"
-                 + LORA_BLOCK.format(r=profile.lora_r, alpha=profile.lora_alpha),
+                 + LORA_BLOCK.format(r=profile.lora_r, alpha=profile.lora_alpha, dropout=profile.lora_dropout),
                  "train a LoRA adapter (the reference model is the same model with the adapter switched off)"),
         Edit("limit the evaluation hook's answers to max_new_tokens",
              r"^(        prompt_template=prompt_template,\n)(    \),?\n\])", rf"\1        max_new_tokens={profile.max_new_tokens},\n\2"),
@@ -298,6 +300,11 @@ def _cpu_edits(profile: Profile) -> list[Edit]:
     ]
     if profile.method == "qlora":
         edits.append(_literal("bnb_4bit_compute_dtype=torch.float16,", "bnb_4bit_compute_dtype=torch.float32,"))
+    if profile.cpu_bf16_autocast:
+        edits += [_literal("type=OptimWrapper,", "type=CpuAutocastOptimWrapper,  # bfloat16 forward where the CPU has it",
+                           "train the forward pass in bfloat16 where the CPU computes it natively"),
+                  _literal("from helpers.hooks import CourseEvaluateChatHook\n",
+                           "from helpers.cpu_amp import CpuAutocastOptimWrapper\nfrom helpers.hooks import CourseEvaluateChatHook\n")]
     return edits
 
 

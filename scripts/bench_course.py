@@ -1,9 +1,11 @@
 """How fast the course runs on this machine, and how close training gets to the machine's own limit.
 
 Prints, in one run:
-- fp32 matmul GFLOP/s (2048 x 2048, and the model's own MLP shape): the ceiling of any CPU training step;
-- a LoRA training step of the course's config (built with XTuner's own builder, as ``xtuner train`` builds it):
-  s/step and GFLOP/s with activation checkpointing on (XTuner's default) and off, and each as a ratio of the matmul rate;
+- fp32 and bf16 matmul GFLOP/s (2048 x 2048, and the model's own MLP shape): the ceilings of a CPU training step;
+- a LoRA training step of the course's config (built with XTuner's own builders, model and optimizer wrapper, as
+  ``xtuner train`` builds them): s/step and GFLOP/s with XTuner's defaults and with each of the cpu profile's
+  changes (no activation checkpointing, no LoRA dropout, bf16 autocast), each as a ratio of the fp32 matmul rate
+  and of the matmul rate in the dtype it multiplies in;
 - greedy generation tokens/s, batched and one prompt at a time (the helper that 00/01/06 use);
 - from the last ``make course`` in the working folder: each notebook's time and 04's split (start-up, evaluation
   hook, training iterations).
@@ -13,7 +15,8 @@ output head) costs 2 * params * T forward and the same again backward (gradients
 to the inputs; frozen weights get no weight gradient); attention scores and the weighted sum cost 4 * T^2 * hidden
 per layer forward (the full square, as the dense kernels compute it) and twice that backward; LoRA's own matrices
 cost 6 * r * (in + out) * T per adapted layer. Recomputation under activation checkpointing is not counted: both
-settings are credited the same work, so the ratio shows what recomputation costs.
+settings are credited the same work, so the ratio shows what recomputation costs. The work is the same in
+every row; only the time differs.
 
 Usage: .venv/bin/python scripts/bench_course.py [--workdir DIR] [--steps 6] [--skip-step] [--skip-generation]
 """
@@ -33,12 +36,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def matmul_gflops(n: int = 2048, m: int | None = None, k: int | None = None, repeat: int = 20) -> float:
-    """fp32 GFLOP/s of an (n x k) @ (k x m) product."""
+def matmul_gflops(n: int = 2048, m: int | None = None, k: int | None = None, repeat: int = 20,
+                  dtype: str = "float32") -> float:
+    """GFLOP/s of an (n x k) @ (k x m) product in ``dtype``."""
     import torch
 
     m, k = m or n, k or n
-    a, b = torch.randn(n, k), torch.randn(k, m)
+    a, b = torch.randn(n, k, dtype=getattr(torch, dtype)), torch.randn(k, m, dtype=getattr(torch, dtype))
     for _ in range(3):
         a @ b
     start = time.perf_counter()
@@ -56,40 +60,51 @@ def step_gflop(shape, tokens: int, lora_r: int, lora_layers_in_out: list[tuple[i
     return (forward + backward + lora) / 1e9
 
 
-def course_config(workdir: Path, checkpointing: bool, tmp: Path) -> Path:
-    """The cpu profile's config for the base model in ``workdir``, with activation checkpointing on or off."""
+# The step settings compared: XTuner's own (recomputation, dropout, float32 on a CPU), then the cpu profile's
+# changes one at a time. The last row is what the course trains with.
+STEP_SETTINGS = [
+    ("XTuner's defaults", dict(activation_checkpointing=True, lora_dropout=0.1, cpu_bf16_autocast=False)),
+    ("no recomputation", dict(activation_checkpointing=False, lora_dropout=0.1, cpu_bf16_autocast=False)),
+    ("+ no LoRA dropout", dict(activation_checkpointing=False, lora_dropout=0.0, cpu_bf16_autocast=False)),
+    ("+ bf16 autocast (cpu profile)", dict(activation_checkpointing=False, lora_dropout=0.0, cpu_bf16_autocast=True)),
+]
+
+
+def course_config(workdir: Path, tmp: Path, name: str, **settings) -> Path:
+    """The cpu profile's config for the base model in ``workdir``, with some profile settings changed."""
     from helpers import data, formats, profiles, workspace, xconfig
 
     ws = workspace.get_workspace(str(workdir))
-    prof = profiles.get_profile("cpu", activation_checkpointing=checkpointing)
+    prof = profiles.get_profile("cpu", **settings)
     train_file = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 8), tmp / "train.jsonl", overwrite=True)
     copied = tmp / f"{prof.base_config}_copy.py"
     if not copied.exists():
         xconfig.copy_config(prof.base_config, tmp)
     edits = xconfig.course_edits(prof, ws.recall("base_model", "00"), train_file, "conversation", ["hi"])
-    return xconfig.write_edited(copied, tmp / f"course_cpu_{checkpointing}.py", edits, overwrite=True)
+    return xconfig.write_edited(copied, tmp / f"course_cpu_{name}.py", edits, overwrite=True)
 
 
 def time_lora_step(config: Path, steps: int) -> dict:
-    """Build the model as ``xtuner train`` does and time forward + backward + AdamW on a packed random batch."""
+    """Build the model and the optimizer wrapper as ``xtuner train`` does, and time what mmengine's train_step does
+    (forward inside the wrapper's context, backward, gradient clipping, AdamW) on a packed random batch."""
     import torch
     from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
     from xtuner.registry import BUILDER
 
     cfg = Config.fromfile(str(config))  # runs the config's CPU adaptations (flush denormals, ...)
     torch.manual_seed(0)
     model = BUILDER.build(cfg.model)
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     tokens = cfg.max_length
     ids = torch.randint(100, model.llm.config.vocab_size - 100, (1, tokens))
     batch = dict(input_ids=ids, labels=ids.clone(), attention_mask=torch.ones_like(ids))
 
     def step():
-        loss = model(batch, mode="loss")["loss"]
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        with optim_wrapper.optim_context(model):
+            loss = model(batch, mode="loss")["loss"]
+        optim_wrapper.update_params(loss)
 
     step()  # warm-up
     start = time.perf_counter()
@@ -101,18 +116,21 @@ def time_lora_step(config: Path, steps: int) -> dict:
     return {"seconds": seconds, "tokens": tokens, "lora_r": cfg.model.lora.r, "adapted": adapted}
 
 
-def bench_step(workdir: Path, steps: int, matmul: float) -> list[dict]:
-    from helpers import estimate, workspace
+def bench_step(workdir: Path, steps: int, matmul: dict) -> list[dict]:
+    from helpers import cpu_amp, estimate, workspace
 
     shape = estimate.shape_from_config(workspace.get_workspace(str(workdir)).recall("base_model", "00"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for checkpointing in (True, False):
-            timed = time_lora_step(course_config(workdir, checkpointing, Path(tmp)), steps)
+        for i, (name, settings) in enumerate(STEP_SETTINGS):
+            timed = time_lora_step(course_config(workdir, Path(tmp), str(i), **settings), steps)
             work = step_gflop(shape, timed["tokens"], timed["lora_r"], timed["adapted"])
-            rows.append({"activation checkpointing": checkpointing, "s/step": round(timed["seconds"], 2),
-                         "GFLOP/step": round(work, 1), "GFLOP/s": round(work / timed["seconds"], 1),
-                         "ratio to matmul": round(work / timed["seconds"] / matmul, 2),
+            bf16 = settings["cpu_bf16_autocast"] and cpu_amp.native_bf16()
+            rows.append({"setting": name, "s/step": round(timed["seconds"], 2), "GFLOP/step": round(work, 1),
+                         "GFLOP/s": round(work / timed["seconds"], 1),
+                         "ratio to fp32 matmul": round(work / timed["seconds"] / matmul["float32"], 2),
+                         "ratio to matmul in its dtype": round(
+                             work / timed["seconds"] / matmul["bfloat16" if bf16 else "float32"], 2),
                          "tokens/s": round(timed["tokens"] / timed["seconds"], 1)})
     return rows
 
@@ -228,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = workspace.get_workspace(args.workdir).root
     print(f"# Course benchmark: {workdir}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    matmul = matmul_gflops()
-    show("fp32 matmul", [{"shape": "2048x2048 @ 2048x2048", "GFLOP/s": round(matmul, 1)},
-                         {"shape": "256x576 @ 576x1536", "GFLOP/s": round(matmul_gflops(256, 1536, 576, 200), 1)}])
+    matmul = {dtype: matmul_gflops(dtype=dtype) for dtype in ("float32", "bfloat16")}
+    show("matmul", [{"dtype": dtype, "shape": shape, "GFLOP/s": round(gflops, 1)} for dtype in matmul
+                    for shape, gflops in (("2048x2048 @ 2048x2048", matmul[dtype]),
+                                          ("256x576 @ 576x1536", matmul_gflops(256, 1536, 576, 200, dtype)))])
     if not args.skip_step:
         show("LoRA training step (cpu profile's config, XTuner's builder)", bench_step(workdir, args.steps, matmul))
     if not args.skip_generation:

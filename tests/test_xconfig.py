@@ -38,6 +38,11 @@ def test_list_configs_finds_the_course_config():
     assert BUILTIN in xconfig.list_configs("internlm2_chat_1_8b_qlora")
 
 
+def _cpu_wrapper(prof) -> str:
+    """The optimizer wrapper a CPU profile's configs name: bfloat16 autocast (cpu) or plain float32 (tiny)."""
+    return "CpuAutocastOptimWrapper" if prof.cpu_bf16_autocast else "OptimWrapper"
+
+
 @pytest.mark.parametrize("name", ["tiny", "cpu"])
 def test_cpu_profiles_load_with_cpu_adaptations(copied, tmp_path, train_file, name):
     prof = profiles.get_profile(name)
@@ -46,9 +51,9 @@ def test_cpu_profiles_load_with_cpu_adaptations(copied, tmp_path, train_file, na
     assert cfg.train_dataloader.dataset.dataset.data_files == {"train": str(train_file)}
     assert cfg.train_dataloader.dataset.dataset_map_fn is None
     assert cfg.train_cfg.max_iters == prof.max_iters and "max_epochs" not in cfg.train_cfg
-    assert cfg.optim_wrapper.type.__name__ == "OptimWrapper" and "loss_scale" not in cfg.optim_wrapper
+    assert cfg.optim_wrapper.type.__name__ == _cpu_wrapper(prof) and "loss_scale" not in cfg.optim_wrapper
     assert cfg.env_cfg.dist_cfg.backend == "gloo"
-    assert str(cfg.model.llm.torch_dtype) == "torch.float32"
+    assert str(cfg.model.llm.torch_dtype) == "torch.float32" and cfg.model.lora.lora_dropout == prof.lora_dropout
     if prof.method == "qlora":
         assert str(cfg.model.llm.quantization_config.bnb_4bit_compute_dtype) == "torch.float32"
     else:
@@ -157,6 +162,7 @@ def test_pretrain_config_is_lora_on_the_corpus_for_every_profile(pretrain_copy, 
     assert "full" in pretrain_copy.name and "lora" not in pretrain_copy.read_text().lower()  # built-in: every weight
     assert cfg.model.type.__name__ == "SupervisedFinetune" and cfg.model.lora.type.__name__ == "LoraConfig"
     assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (prof.lora_r, prof.lora_alpha) and cfg.lr == prof.lr
+    assert cfg.model.lora.lora_dropout == prof.lora_dropout
     assert cfg.data_files == [str(data_file)] and cfg.train_dataloader.dataset.dataset.data_files == [str(data_file)]
     assert cfg.train_dataloader.dataset.dataset_map_fn is None and cfg.train_dataloader.dataset.template_map_fn is None
     assert cfg.train_dataloader.dataset.max_length == prof.max_length and cfg.pack_to_max_length is True
@@ -166,7 +172,7 @@ def test_pretrain_config_is_lora_on_the_corpus_for_every_profile(pretrain_copy, 
     assert cfg.custom_hooks[1].max_new_tokens == prof.max_new_tokens
     assert cfg.model.llm.trust_remote_code is prof.trust_remote_code
     if prof.device == "cpu":
-        assert cfg.optim_wrapper.type.__name__ == "OptimWrapper" and cfg.env_cfg.dist_cfg.backend == "gloo"
+        assert cfg.optim_wrapper.type.__name__ == _cpu_wrapper(prof) and cfg.env_cfg.dist_cfg.backend == "gloo"
         assert "CPU adaptations" in path.read_text() and cfg.custom_hooks[1].type.__name__ == "CourseEvaluateChatHook"
         assert cfg.model.use_activation_checkpointing is False and cfg.train_dataloader.dataset.map_num_proc == 1
     else:
@@ -196,7 +202,8 @@ def test_preference_config_is_lora_on_local_pairs_for_every_profile(preference_c
     cfg = xconfig.load_config(path)
     assert "lora" not in preference_copies[method].read_text().lower()  # built-in: every weight, data from the hub
     assert cfg.model.type.__name__ == method.upper() and cfg.model.beta == 0.2 and cfg.lr == prof.preference_lr
-    assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (prof.lora_r, prof.lora_alpha)
+    assert (cfg.model.lora.r, cfg.model.lora.lora_alpha, cfg.model.lora.lora_dropout) == (
+        prof.lora_r, prof.lora_alpha, prof.lora_dropout)
     dataset = cfg.train_dataloader.dataset
     assert dataset.dataset.type.__name__ == "load_jsonl_dataset" and dataset.dataset.data_files == [str(data_file)]
     assert dataset.dataset_map_fn is None and dataset.max_length == prof.max_length and dataset.is_dpo is True
@@ -207,7 +214,7 @@ def test_preference_config_is_lora_on_local_pairs_for_every_profile(preference_c
     warmup, cosine = cfg.param_scheduler
     assert warmup.begin < warmup.end == cosine.begin < cosine.end == 12  # mmengine refuses a warm-up of 0 iterations
     if prof.device == "cpu":
-        assert "quantization_config" not in cfg.model.llm and cfg.optim_wrapper.type.__name__ == "OptimWrapper"
+        assert "quantization_config" not in cfg.model.llm and cfg.optim_wrapper.type.__name__ == _cpu_wrapper(prof)
         assert cfg.model.use_activation_checkpointing is False and dataset.num_proc == 1
         assert cfg.custom_hooks[-1].type.__name__ == "CourseEvaluateChatHook"
     else:  # QLoRA on the GPU
