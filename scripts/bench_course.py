@@ -7,6 +7,8 @@ Prints, in one run:
   changes (no activation checkpointing, no LoRA dropout, bf16 autocast), each as a ratio of the fp32 matmul rate
   and of the matmul rate in the dtype it multiplies in;
 - greedy generation tokens/s, batched and one prompt at a time (the helper that 00/01/06 use);
+- 00's unpack of the embedded GGUF: the model load as transformers does it and with gguf's tensor-name map built
+  once (``helpers.models._gguf_name_map_built_once``), and their ratio;
 - from the last ``make course`` in the working folder: each notebook's time and 04's split (start-up, evaluation
   hook, training iterations).
 
@@ -18,7 +20,7 @@ cost 6 * r * (in + out) * T per adapted layer. Recomputation under activation ch
 settings are credited the same work, so the ratio shows what recomputation costs. The work is the same in
 every row; only the time differs.
 
-Usage: .venv/bin/python scripts/bench_course.py [--workdir DIR] [--steps 6] [--skip-step] [--skip-generation]
+Usage: .venv/bin/python scripts/bench_course.py [--workdir DIR] [--steps 6] [--skip-step] [--skip-generation] [--skip-unpack]
 """
 
 from __future__ import annotations
@@ -166,6 +168,29 @@ def bench_generation(workdir: Path, max_new_tokens: int) -> list[dict]:
 STAMP = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine - INFO - (.*)$")
 
 
+def bench_unpack() -> list[dict]:
+    """Load the embedded GGUF into a transformers model twice: as transformers does, and as 00 does."""
+    import contextlib
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from helpers import models
+
+    gguf = models._find_smollm2_gguf()
+    rows, weights = [], []
+    for how, context in (("as transformers does", contextlib.nullcontext),
+                         ("tensor-name map built once (00)", models._gguf_name_map_built_once)):
+        start = time.perf_counter()
+        with context():
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.bfloat16)
+        rows.append({"GGUF model load": how, "s": round(time.perf_counter() - start, 1)})
+        weights.append(model.state_dict())
+    rows[1]["ratio"] = round(rows[1]["s"] / rows[0]["s"], 2)
+    rows[1]["same weights"] = all(torch.equal(a, b) for a, b in zip(weights[0].values(), weights[1].values()))
+    return rows
+
+
 def split_training_log(log: Path) -> dict:
     """Seconds of one ``xtuner train`` run's log: preparing (log start to the first hook), evaluation hook, iterations."""
     events = [(datetime.strptime(m.group(1), "%Y/%m/%d %H:%M:%S"), m.group(2))
@@ -239,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--skip-step", action="store_true")
     parser.add_argument("--skip-generation", action="store_true")
+    parser.add_argument("--skip-unpack", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
@@ -254,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         show("LoRA training step (cpu profile's config, XTuner's builder)", bench_step(workdir, args.steps, matmul))
     if not args.skip_generation:
         show(f"Greedy generation, max_new_tokens={args.max_new_tokens}", bench_generation(workdir, args.max_new_tokens))
+    if not args.skip_unpack:
+        show("00: unpacking the embedded GGUF", bench_unpack())
     figures = course_figures(workdir)
     show("Notebooks (last make course)", [{"notebook": n, "seconds": float(s)} for n, s in figures["notebooks"]])
     show(f"04's xtuner train runs (s/iter {figures.get('s/iter')})", figures["04"])

@@ -38,6 +38,17 @@ def test_embedded_gguf_is_found():
     assert gguf.name == models.SMOLLM2_GGUF and gguf.stat().st_size > 50e6
 
 
+def test_gguf_name_map_is_built_once_while_unpacking_and_restored_after():
+    import gguf
+
+    original = gguf.get_tensor_name_map
+    with models._gguf_name_map_built_once():
+        first = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30)
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30) is first
+        assert first.get_name("model.layers.29.self_attn.q_proj") == "blk.29.attn_q"
+    assert gguf.get_tensor_name_map is original
+
+
 def test_missing_model_path_is_explained(tmp_path):
     with pytest.raises(models.ModelNotFoundError, match="does not exist. Check the model_path"):
         models.prepare_base_model(profiles.get_profile("gpu"), tmp_path, model_path=str(tmp_path / "nope"))
