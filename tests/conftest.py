@@ -71,7 +71,7 @@ def pytest_xdist_node_collection_finished(node, ids):
     workers and fail one after another on a missing course_state.json (pytest 9.2.0 did this, pytest-xdist#1386)."""
     if node.config.option.dist != "loadgroup":
         return
-    loose = [nodeid for nodeid in ids if nodeid.split("::")[0].endswith(".ipynb") and not nodeid.endswith("@" + COURSE_GROUP)]
+    loose = [nodeid for nodeid in ids if ".ipynb" in nodeid and not nodeid.endswith("@" + COURSE_GROUP)]
     if loose:
         raise pytest.UsageError(
             f"pytest-xdist did not group the course notebooks ({loose[0]} has no @{COURSE_GROUP} suffix), so they "
