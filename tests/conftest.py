@@ -66,19 +66,6 @@ def pytest_collection_modifyitems(config, items):
     items[:] = course + [item for item in items if item not in course]
 
 
-def pytest_xdist_node_collection_finished(node, ids):
-    """Stop before anything runs if a worker's course lost its group: the notebooks would then be spread over both
-    workers and fail one after another on a missing course_state.json (pytest 9.2.0 did this, pytest-xdist#1386)."""
-    if node.config.option.dist != "loadgroup":
-        return
-    loose = [nodeid for nodeid in ids if ".ipynb" in nodeid and not nodeid.endswith("@" + COURSE_GROUP)]
-    if loose:
-        raise pytest.UsageError(
-            f"pytest-xdist did not group the course notebooks ({loose[0]} has no @{COURSE_GROUP} suffix), so they "
-            f"would run out of order on two workers. Fix: keep the pytest pinned in pyproject.toml "
-            f"(make install), or run them serially: make test TEST_WORKERS=0")
-
-
 @pytest.fixture
 def nbmake_course(request) -> tuple[Path, list[dict]]:
     """The working folder nbmake's kernels use, and what nbmake executed there so far (in order)."""
