@@ -53,17 +53,15 @@ COURSE_GROUP = "course"
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """The course first: every notebook in order, then the tests marked ``after_notebooks``, which check the course
-    that nbmake executed; then the unit tests.
+    """Tests marked ``after_notebooks`` check the course that nbmake executes: they run after every notebook.
 
     The notebooks and those tests are one group: under `make test`'s two workers (pytest-xdist, --dist loadgroup)
-    one worker runs the whole course in order while the other runs the unit tests. pytest-xdist hands groups out in
-    collection order, so the course (the longest group, collected after tests/) is moved to the front."""
+    one worker runs the whole course in order while the other runs the unit tests."""
     last = [item for item in items if item.get_closest_marker("after_notebooks")]
     course = [item for item in items if item.path.suffix == ".ipynb"] + last
     for item in course:
         item.add_marker(pytest.mark.xdist_group(COURSE_GROUP))
-    items[:] = course + [item for item in items if item not in course]
+    items[:] = [item for item in items if item not in last] + last
 
 
 @pytest.fixture
