@@ -6,19 +6,18 @@ LAB_IP ?=
 LAB_PORT ?=
 FORCE ?=
 PATHS ?=
-TEST_WORKERS ?= 2
 
 .PHONY: install course test preflight lab clean learner reset
 
 install:  ## make .venv on the active Python (keeping its torch), install the stack, register the Jupyter kernel
 	bash scripts/install.sh $(VENV)
 
-course: install  ## run notebooks 00 -> 10 on the embedded default (cpu profile) and write a report
+course: install  ## run notebooks 00 -> 08 on the embedded default (cpu profile) and write a report
 	$(PY) -m helpers.course --profile $(PROFILE)
 
 test: install  ## unit tests, notebook structure tests, every notebook under nbmake, one cpu run end to end, 04 and the web demo in a browser
 	bash scripts/install_browser.sh
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest
 
 preflight: install  ## instructors: check this machine for PROFILE (exit status 1 on a failure)
 	$(PY) -m helpers.preflight --profile $(PROFILE)

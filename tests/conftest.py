@@ -1,6 +1,5 @@
 """Shared fixtures. Notebooks run under nbmake with the cpu profile in one throw-away working folder: that run is
-the course end to end, which tests/test_course.py checks after the last notebook (one execution serves both).
-`make test` runs two pytest-xdist workers: the course (one group, in order) on one, the unit tests on the other."""
+the course end to end, which tests/test_course.py checks after the last notebook (one execution serves both)."""
 
 import json
 import os
@@ -48,19 +47,9 @@ def _keep_executed_notebooks(out_dir: Path, timings: list[dict]) -> None:
     NotebookRun.execute = execute_and_keep
 
 
-COURSE_GROUP = "course"
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``after_notebooks`` check the course that nbmake executes: they run after every notebook.
-
-    The notebooks and those tests are one group: under `make test`'s two workers (pytest-xdist, --dist loadgroup)
-    one worker runs the whole course in order while the other runs the unit tests."""
+    """Tests marked ``after_notebooks`` check the course that nbmake executes: they run after every notebook."""
     last = [item for item in items if item.get_closest_marker("after_notebooks")]
-    course = [item for item in items if item.path.suffix == ".ipynb"] + last
-    for item in course:
-        item.add_marker(pytest.mark.xdist_group(COURSE_GROUP))
     items[:] = [item for item in items if item not in last] + last
 
 
