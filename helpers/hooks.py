@@ -21,6 +21,12 @@ class CourseEvaluateChatHook(EvaluateChatHook):
 
     _answered_last_iter = False
 
+    def __init__(self, *args, answer_before_train: bool = True, **kwargs):
+        """``answer_before_train=False``: no answers before training either (a rerun of a config whose base model's
+        answers before training are already in another run's log: 07's no-mix run)."""
+        super().__init__(*args, **kwargs)
+        self.answer_before_train = answer_before_train
+
     def _eval_language(self, runner, model, device, max_new_tokens=None, save_eval_output=False):
         """XTuner's answers and log lines, with the questions generated together (left-padded, one ``generate``)."""
         import torch
@@ -54,8 +60,10 @@ class CourseEvaluateChatHook(EvaluateChatHook):
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
 
     def before_train(self, runner):
-        if runner.iter == 0:
+        if runner.iter == 0 and self.answer_before_train:
             super().before_train(runner)
+        elif runner.iter == 0:
+            runner.logger.info("before_train in EvaluateChatHook: skipped (answer_before_train=False).")
         else:
             runner.logger.info(f"before_train in EvaluateChatHook: skipped (resumed at iteration {runner.iter}; "
                                "its answers are in the log of the run that saved it).")

@@ -285,6 +285,9 @@ setattr(__import__("transformers.integrations.bitsandbytes", fromlist=["_"]),
 '''
 
 
+HOOK_TYPE_LINE = "        type=CourseEvaluateChatHook,  # no repeated answers\n"
+
+
 def _cpu_edits(profile: Profile) -> list[Edit]:
     """float32, OptimWrapper, gloo and the CPU patches: what ``xtuner train`` needs without a GPU."""
     edits = [
@@ -294,7 +297,7 @@ def _cpu_edits(profile: Profile) -> list[Edit]:
         _literal('dist_cfg=dict(backend="nccl")', 'dist_cfg=dict(backend="gloo")'),
         _literal("from xtuner.engine.runner import TrainLoop\n",
                  "from xtuner.engine.runner import TrainLoop\nfrom helpers.hooks import CourseEvaluateChatHook\n"),
-        _literal("        type=EvaluateChatHook,\n", "        type=CourseEvaluateChatHook,  # no repeated answers\n",
+        _literal("        type=EvaluateChatHook,\n", HOOK_TYPE_LINE,
                  "use the course's evaluation hook (XTuner's, without its repeats)"),
         Edit("append the CPU adaptations", r"\Z", CPU_PATCHES.replace("\\", "\\\\")),
     ]
@@ -314,11 +317,19 @@ def write_edited(source: Path, dest: Path, edits: list[Edit], overwrite: bool = 
     return files.atomic_write_text(dest, text, overwrite=overwrite)
 
 
-def data_edits(data_path: Path, max_iters: int | None = None) -> list[Edit]:
-    """Turn an edited course config into the same run on other data (optionally another length) (07_evaluate)."""
+def data_edits(data_path: Path, max_iters: int | None = None, answer_only_at_end: bool = False) -> list[Edit]:
+    """Turn an edited course config into the same run on other data (optionally another length) (07_evaluate).
+
+    ``answer_only_at_end`` (iteration-budget configs with the course's evaluation hook: cpu, tiny): the hook answers
+    once, after the last iteration, which is also the only checkpoint. Training is unchanged."""
     edits = [_setting("data_path", repr(str(data_path)))]
     if max_iters:
         edits.append(_setting("max_iters", str(max_iters)))
+    if answer_only_at_end:
+        edits += [_literal(HOOK_TYPE_LINE, HOOK_TYPE_LINE + "        answer_before_train=False,\n",
+                           "answer only at the end (needs the course's evaluation hook: the cpu and tiny configs)"),
+                  Edit("answer only at the end (needs an iteration budget: max_iters)", r"^(max_iters = .*)$", r"\1"),
+                  _setting("save_steps", "max_iters"), _setting("evaluation_freq", "max_iters")]
     return edits
 
 

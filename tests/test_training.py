@@ -115,6 +115,20 @@ def test_course_hook_answers_once_per_checkpoint_and_not_again_on_resume(tmp_pat
     assert saved[4].index(questions[0]) < saved[4].index(questions[1]) and "<|endoftext|><|endoftext|>" not in saved[4]
 
 
+def test_course_hook_answer_only_at_end_answers_once(tmp_path, tiny_model):
+    """07's no-mix run: no answers before training or on the way, one round after the last iteration, and it trains."""
+    copied = xconfig.copy_config("internlm2_chat_1_8b_qlora_alpaca_e3", tmp_path)
+    train_file = formats.write_jsonl(data.build_self_cognition("小智", "书生学员", 8), tmp_path / "train.jsonl")
+    prof = profiles.get_profile("tiny", max_iters=4, save_steps=2, evaluation_freq=2, warmup_iters=1)
+    edits = xconfig.course_edits(prof, tiny_model, train_file, "conversation", ["你是谁？", "1+1=?"])
+    config = xconfig.write_edited(copied, tmp_path / "course_tiny.py", edits)
+    quiet = xconfig.write_edited(config, tmp_path / "quiet.py", xconfig.data_edits(train_file, answer_only_at_end=True))
+    run = training.train(quiet, tmp_path / "work", progress=False)
+    assert run.run.output.count("Sample output:") == 2 and "skipped (answer_before_train=False)" in run.run.output
+    assert [p.name for p in training.list_checkpoints(tmp_path / "work")] == ["iter_4.pth"]
+    assert list(monitor.eval_outputs(tmp_path / "work")) == [4] and len(run.losses) == 4
+
+
 def _log_iteration(work, it, total):
     with open(work / "xtuner_train.log", "a") as log:
         log.write(LOG.replace("[ 12/150]", f"[{it:3d}/{total}]") + "\n")

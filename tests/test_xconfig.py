@@ -135,6 +135,21 @@ def test_data_edits_change_only_the_data_and_length(copied, tmp_path, train_file
     assert cfg.train_dataloader.dataset.dataset.data_files["train"] == str(other) and cfg.train_cfg.max_iters == 12
 
 
+def test_data_edits_answer_only_at_end_keep_the_training_and_refuse_the_gpu_hook(copied, tmp_path, train_file):
+    """07's no-mix run on cpu: one round of sample answers (after the last iteration), one checkpoint, same training."""
+    config = _edited(copied, tmp_path, profiles.get_profile("cpu"), train_file)
+    variant = xconfig.write_edited(config, tmp_path / "variant.py",
+                                   xconfig.data_edits(train_file, answer_only_at_end=True))
+    cfg, before = xconfig.load_config(variant), xconfig.load_config(config)
+    hook = cfg.custom_hooks[1]
+    assert hook.type.__name__ == "CourseEvaluateChatHook" and hook.answer_before_train is False
+    assert hook.every_n_iters == 60 and cfg.default_hooks.checkpoint.interval == 60
+    assert cfg.optim_wrapper == before.optim_wrapper and cfg.model == before.model and cfg.train_cfg == before.train_cfg
+    gpu = _edited(copied, tmp_path, profiles.get_profile("gpu"), train_file)
+    with pytest.raises(xconfig.ConfigEditError, match="needs the course's evaluation hook"):
+        xconfig.write_edited(gpu, tmp_path / "gpu_variant.py", xconfig.data_edits(train_file, answer_only_at_end=True))
+
+
 def test_data_edits_on_an_epoch_config_refuse_max_iters(copied, tmp_path, train_file):
     config = _edited(copied, tmp_path, profiles.get_profile("gpu"), train_file)
     with pytest.raises(xconfig.ConfigEditError, match="set max_iters"):
