@@ -12,7 +12,7 @@ PATHS ?=
 install:  ## make .venv on the active Python (keeping its torch), install the stack, register the Jupyter kernel
 	bash scripts/install.sh $(VENV)
 
-course: install  ## run notebooks 00 -> 08 on the embedded default (cpu profile) and write a report
+course: install  ## run notebooks 00 -> 10 on the embedded default (cpu profile) and write a report
 	$(PY) -m helpers.course --profile $(PROFILE)
 
 test: install  ## unit tests, notebook structure tests, every notebook under nbmake, one cpu run end to end, 04 and the web demo in a browser
