@@ -75,7 +75,7 @@ def lab(tmp_path):
     log = (tmp_path / "jupyterlab.log").open("w")
     server = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                                "--allow-root", "--IdentityProvider.token=", f"--ServerApp.root_dir={root}",
-                               "--LabApp.news_url=None"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                               "--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -102,15 +102,32 @@ def open_notebook(page, url: str, name: str) -> None:
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
 
 
+# Open one notebook as a double-click in the file browser does, wait until JupyterLab has applied its kernel's info
+# (the step that rewrites language_info and so marks a notebook modified), then read the tab's unsaved-changes mark;
+# shut the kernel down and close the tab without saving. Needs --LabApp.expose_app_in_browser (the lab fixture).
+OPEN_AND_CHECK = """async (path) => {
+  const panel = await window.jupyterapp.commands.execute('docmanager:open', {path, factory: 'Notebook'});
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  await panel.sessionContext.session.kernel.info;
+  await new Promise(resolve => setTimeout(resolve, 300));
+  const dirty = panel.title.className.includes('jp-mod-dirty');
+  await panel.sessionContext.shutdown();
+  panel.dispose();
+  return dirty;
+}"""
+
+
 def check_notebooks_open_unmodified(page, lab) -> None:
     """Open every notebook (and a control that JupyterLab must modify): no unsaved-changes mark on the course's."""
     control = json.loads((lab["root"] / "notebooks" / "00_environment_and_base_model.ipynb").read_text(encoding="utf-8"))
     control["metadata"]["language_info"] = {"name": "python"}  # differs from what the kernel reports: JupyterLab edits it
     (lab["root"] / "notebooks" / "control.ipynb").write_text(json.dumps(control), encoding="utf-8")
+    page.goto(f"{lab['url']}/lab/workspaces/check?reset")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands.hasCommand('docmanager:open')",
+                           timeout=120_000)
     for path in sorted([*lab["root"].glob("notebooks/*.ipynb"), *lab["root"].glob("learner/*.ipynb")]):
-        open_notebook(page, lab["url"], str(path.relative_to(lab["root"])))
-        page.wait_for_timeout(3000)  # long enough for JupyterLab to write the kernel's language_info (the control)
-        dirty = page.evaluate(PAGE_STATE)["dirty"]
+        dirty = page.evaluate(OPEN_AND_CHECK, str(path.relative_to(lab["root"])))
         assert dirty if path.name == "control.ipynb" else not dirty, f"{path.name}: unsaved-changes mark {dirty}"
 
 

@@ -28,7 +28,9 @@ def test_notebook_00_runs_from_another_pythons_jupyter_with_the_course_kernel(tm
     if python is None:
         pytest.skip("no second Python on this machine")
     jupyter_data = tmp_path / "jupyter-data"
-    env = {**os.environ, "JUPYTER_DATA_DIR": str(jupyter_data), "COURSE_WORKDIR": str(tmp_path / "ws")}
+    # The tiny profile: what is tested is which Python the kernel runs, not the model (00 builds a tiny one in seconds).
+    env = {**os.environ, "JUPYTER_DATA_DIR": str(jupyter_data), "COURSE_WORKDIR": str(tmp_path / "ws"),
+           "COURSE_PROFILE": "tiny"}
     env.pop("VIRTUAL_ENV", None)
     # What `make install` does for the learner's own JupyterLab: a user-level kernel for this environment.
     subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user", "--name", install.KERNEL_NAME,
