@@ -7,6 +7,7 @@ Prints, in one run:
   changes (no activation checkpointing, no LoRA dropout, bf16 autocast), each as a ratio of the fp32 matmul rate
   and of the matmul rate in the dtype it multiplies in;
 - greedy generation tokens/s, batched and one prompt at a time (the helper that 00/01/06 use);
+- xtuner's launcher: ``xtuner train --help`` against the Python it starts (``bench_launcher``);
 - 00's unpack of the embedded GGUF: the model load as transformers does it and with gguf's tensor-name map built
   once (``helpers.models._gguf_name_map_built_once``), and their ratio;
 - from the last ``make course`` in the working folder: each notebook's time and 04's split (start-up, evaluation
@@ -21,6 +22,7 @@ settings are credited the same work, so the ratio shows what recomputation costs
 every row; only the time differs.
 
 Usage: .venv/bin/python scripts/bench_course.py [--workdir DIR] [--steps 6] [--skip-step] [--skip-generation] [--skip-unpack]
+       [--skip-launcher]
 """
 
 from __future__ import annotations
@@ -196,6 +198,31 @@ def bench_unpack() -> list[dict]:
     return rows
 
 
+def bench_launcher(repeat: int = 2) -> list[dict]:
+    """``xtuner train --help`` against the ``python .../xtuner/tools/train.py --help`` it starts: xtuner's launcher
+    imports the whole tool module only to learn its file name, then starts a second Python that imports it again.
+    The difference is what every ``xtuner`` command of the course pays before its tool starts."""
+    import importlib.util
+    import subprocess
+
+    from helpers import cli
+
+    tool = importlib.util.find_spec("xtuner.tools.train").origin  # the file, without importing the module
+    commands = {"xtuner train --help": cli.xtuner_command("train", "--help"),
+                "python xtuner/tools/train.py --help (what it starts)": [sys.executable, tool, "--help"]}
+    rows = []
+    for name, command in commands.items():
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            subprocess.run(command, env=cli.xtuner_env(), capture_output=True, check=True)
+            times.append(time.perf_counter() - start)
+        rows.append({"command": name, "seconds (best run)": round(min(times), 1)})
+    launcher, tool_alone = (row["seconds (best run)"] for row in rows)
+    rows.append({"command": "the launcher's own share", "seconds (best run)": round(launcher - tool_alone, 1)})
+    return rows
+
+
 def split_training_log(log: Path) -> dict:
     """Seconds of one ``xtuner train`` run's log: preparing (log start to the first hook), evaluation hook, iterations."""
     events = [(datetime.strptime(m.group(1), "%Y/%m/%d %H:%M:%S"), m.group(2))
@@ -270,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-step", action="store_true")
     parser.add_argument("--skip-generation", action="store_true")
     parser.add_argument("--skip-unpack", action="store_true")
+    parser.add_argument("--skip-launcher", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
@@ -287,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         show("Greedy generation", bench_generation(workdir, args.max_new_tokens))
     if not args.skip_unpack:
         show("00: unpacking the embedded GGUF", bench_unpack())
+    if not args.skip_launcher:
+        show("xtuner's launcher (every xtuner command starts two Pythons)", bench_launcher())
     figures = course_figures(workdir)
     show("Notebooks (last make course)", [{"notebook": n, "seconds": float(s)} for n, s in figures["notebooks"]])
     show(f"04's xtuner train runs (s/iter {figures.get('s/iter')})", figures["04"])
